@@ -1,1 +1,109 @@
+//! Pizzja: one foreign XMPP connection, many local controllers.
+//!
+//! The host runs the XEP-0114 component link to the local server
+//! ([`xmpp::component`]), one client session per foreign resource
+//! ([`xmpp::foreign`]), the registration store ([`storage`]), and one task
+//! per local account ([`account`]) that asks a sandboxed WebAssembly policy
+//! ([`policy`]) what to do with each event and applies its answer under the
+//! host's security invariants.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let config = pizzja_host::config::Config::load("pizzja.toml".as_ref())?;
+//! let prepared = pizzja_host::prepare(config)?;
+//! let (_stop, shutdown) = tokio::sync::watch::channel(false);
+//! pizzja_host::run(prepared, shutdown, None).await
+//! # }
+//! ```
+#![warn(missing_docs)]
 
+pub mod account;
+pub mod config;
+pub mod gateway;
+pub mod policy;
+pub mod storage;
+pub mod xmpp;
+
+use anyhow::{Context, Result};
+use config::{Config, PolicySource};
+use gateway::{Router, Shared};
+use policy::{Limits, PolicyEngine};
+use std::sync::Arc;
+use storage::Storage;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::info;
+use xmpp::component::{LinkConfig, LinkEvent};
+
+/// Everything checked and loaded, not yet connected.
+pub struct Prepared {
+    config: Config,
+    storage: Storage,
+    engine: PolicyEngine,
+    tls: Arc<tokio_rustls::rustls::ClientConfig>,
+}
+
+/// Reads the policy module the configuration names.
+pub fn policy_bytes(source: &PolicySource) -> Result<(String, Vec<u8>)> {
+    match source {
+        PolicySource::BuiltinDefault => Ok(("builtin:default".into(), policy::BUILTIN_DEFAULT.to_vec())),
+        PolicySource::File(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("failed to read policy `{}`", path.display()))?;
+            Ok((path.display().to_string(), bytes))
+        }
+    }
+}
+
+/// Opens storage, compiles and validates the policy, loads TLS roots. Any
+/// error here is a configuration problem (exit code 2).
+pub fn prepare(config: Config) -> Result<Prepared> {
+    let storage = Storage::open(&config.database)?;
+    let (name, bytes) = policy_bytes(&config.policy)?;
+    let limits = Limits { deadline: config.decision_timeout, memory: config.memory_limit };
+    let engine = PolicyEngine::new(&name, &bytes, config.policy_config.clone(), limits)?;
+    let loaded = engine.current();
+    info!(policy = %loaded.name, hash = %loaded.hash, "policy loaded");
+    let tls = xmpp::foreign::tls_config(config.ca_file.as_deref())?;
+    Ok(Prepared { config, storage, engine, tls })
+}
+
+/// Runs the gateway until `shutdown` turns true. `ready` fires once the
+/// component link is first up.
+pub async fn run(prepared: Prepared, shutdown: watch::Receiver<bool>, ready: Option<oneshot::Sender<()>>) -> Result<()> {
+    let Prepared { config, storage, engine, tls } = prepared;
+    let (to_local, outbound) = mpsc::channel(1024);
+    let (events_tx, mut events) = mpsc::channel(1024);
+    let link = LinkConfig {
+        jid: config.jid.clone(),
+        server: config.server.clone(),
+        secret: config.secret.clone(),
+        ping_to: config.local_domains[0].clone(),
+    };
+    let link_task = tokio::spawn(xmpp::component::run(link, events_tx, outbound, shutdown.clone()));
+    let shared = Arc::new(Shared { config, storage, engine, to_local, tls });
+    let (control_tx, mut control) = mpsc::unbounded_channel();
+    let mut router = Router::new(shared, control_tx);
+    let mut ready = ready;
+    let mut shutdown = shutdown;
+
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(LinkEvent::Connected) => {
+                    router.probe_registered().await;
+                    if let Some(r) = ready.take() {
+                        info!("pizzja ready");
+                        let _ = r.send(());
+                    }
+                }
+                Some(LinkEvent::Stanza(el)) => router.route(el).await,
+                None => break,
+            },
+            Some(c) = control.recv() => router.on_control(c).await,
+            _ = shutdown.changed() => if *shutdown.borrow() { break },
+        }
+    }
+    info!("shutting down");
+    router.stop_all();
+    let _ = link_task.await;
+    Ok(())
+}

@@ -1,0 +1,430 @@
+//! The gateway entity T: dispatch of everything the local server sends,
+//! T's own services (XEP-0077 registration, XEP-0100 handshake and JID
+//! translation, disco, ping, version) and access control.
+
+use crate::account::{self, Input};
+use crate::config::{Config, Secret};
+use crate::policy::PolicyEngine;
+use crate::storage::{Registration, Storage};
+use crate::xmpp::foreign::{Connector, check_credentials};
+use crate::xmpp::{Kind, NS_CLIENT, error_reply, set_attr};
+use jid::{BareJid, Jid};
+use minidom::Element;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_rustls::rustls;
+use tracing::{debug, info, warn};
+
+const NS_REGISTER: &str = "jabber:iq:register";
+const NS_GATEWAY: &str = "jabber:iq:gateway";
+const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+const NS_PING: &str = "urn:xmpp:ping";
+const NS_VERSION: &str = "jabber:iq:version";
+const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
+const NS_DATA: &str = "jabber:x:data";
+
+/// What every part of the gateway shares.
+pub struct Shared {
+    /// The configuration.
+    pub config: Config,
+    /// Registrations.
+    pub storage: Storage,
+    /// The policy sandbox.
+    pub engine: PolicyEngine,
+    /// Stanzas for the local server (the component link).
+    pub to_local: mpsc::Sender<Element>,
+    /// TLS roots for foreign sessions.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl Shared {
+    /// How to reach a foreign domain.
+    pub fn connector_for(&self, domain: &str) -> Connector {
+        Connector {
+            addr: self.config.foreign_hosts.get(domain).copied(),
+            tls: self.config.foreign_tls,
+            tls_config: self.tls.clone(),
+        }
+    }
+}
+
+/// What finished registrations tell the router.
+#[derive(Debug)]
+pub enum Control {
+    /// L registered (or registered again): restart its account task.
+    Registered(BareJid),
+    /// L removed its registration.
+    Removed(BareJid),
+}
+
+/// Routes stanzas from the local server to T's services or account tasks.
+pub struct Router {
+    shared: Arc<Shared>,
+    accounts: HashMap<BareJid, mpsc::UnboundedSender<Input>>,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl Router {
+    /// A router with no account task running yet.
+    pub fn new(shared: Arc<Shared>, control: mpsc::UnboundedSender<Control>) -> Router {
+        Router { shared, accounts: HashMap::new(), control }
+    }
+
+    fn gateway(&self) -> &str {
+        &self.shared.config.jid
+    }
+
+    async fn send(&self, el: Element) {
+        if self.shared.to_local.send(el).await.is_err() {
+            warn!("component link gone; dropping stanza");
+        }
+    }
+
+    async fn reply_error(&self, stanza: &Element, type_: &str, condition: &str, text: &str) {
+        if let Some(reply) = error_reply(stanza, type_, condition, Some(text)) {
+            self.send(reply).await;
+        }
+    }
+
+    /// SPEC section 2: on start (and after the link comes back) T probes
+    /// every registered user, so sessions come back for controllers online.
+    pub async fn probe_registered(&self) {
+        let locals = match self.shared.storage.locals() {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "could not list registrations to probe");
+                return;
+            }
+        };
+        info!(count = locals.len(), "probing registered users");
+        for local in locals {
+            self.send(presence(self.gateway(), local.as_str(), Some("probe"))).await;
+        }
+    }
+
+    /// Handles what a finished registration says.
+    pub async fn on_control(&mut self, control: Control) {
+        match control {
+            Control::Registered(local) => {
+                self.stop_account(&local);
+                // XEP-0100 section 4.1.1: the gateway subscribes to the user.
+                self.send(presence(self.gateway(), local.as_str(), Some("subscribe"))).await;
+            }
+            Control::Removed(local) => {
+                self.stop_account(&local);
+                for t in ["unsubscribe", "unsubscribed", "unavailable"] {
+                    self.send(presence(self.gateway(), local.as_str(), Some(t))).await;
+                }
+            }
+        }
+    }
+
+    fn stop_account(&mut self, local: &BareJid) {
+        if let Some(tx) = self.accounts.remove(local) {
+            let _ = tx.send(Input::Shutdown);
+        }
+    }
+
+    /// Stops every account task (shutdown).
+    pub fn stop_all(&mut self) {
+        for (_, tx) in self.accounts.drain() {
+            let _ = tx.send(Input::Shutdown);
+        }
+    }
+
+    /// Dispatches one stanza from the local server.
+    pub async fn route(&mut self, el: Element) {
+        let Some(kind) = Kind::of(&el) else {
+            debug!(name = el.name(), "ignoring a non-stanza element");
+            return;
+        };
+        let type_ = el.attr("type").unwrap_or("").to_string();
+        let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
+            warn!("dropping a stanza without a valid 'from'");
+            return;
+        };
+        let to = match el.attr("to").map(Jid::new) {
+            Some(Ok(to)) => to,
+            _ => {
+                self.reply_error(&el, "modify", "jid-malformed", "the 'to' address is not a valid JID").await;
+                return;
+            }
+        };
+        if to.domain().as_str() != self.gateway() {
+            debug!(%to, "dropping a stanza not addressed to the gateway");
+            return;
+        }
+        // Keepalive answers and other results addressed to T itself.
+        if kind == Kind::Iq && (type_ == "result" || type_ == "error") && to.node().is_none() {
+            return;
+        }
+        let local_domain = self.shared.config.local_domains.iter().any(|d| d == from.domain().as_str());
+        if !local_domain || from.node().is_none() {
+            let is_register = kind == Kind::Iq && el.get_child("query", NS_REGISTER).is_some();
+            let condition = if is_register { "not-allowed" } else { "forbidden" };
+            self.reply_error(&el, "cancel", condition, "this gateway serves only accounts of its local domains").await;
+            return;
+        }
+        let local = from.to_bare();
+
+        if to.node().is_none() {
+            match kind {
+                Kind::Iq => return self.gateway_iq(el, local).await,
+                Kind::Presence if matches!(type_.as_str(), "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed") => {
+                    return self.gateway_subscription(&el, &local, &type_).await;
+                }
+                _ => {}
+            }
+        }
+
+        let tx = match self.account(&local) {
+            Ok(Some(tx)) => tx,
+            Ok(None) => {
+                if kind == Kind::Presence && type_ == "probe" {
+                    self.send(presence(self.gateway(), local.as_str(), Some("unavailable"))).await;
+                } else if !(kind == Kind::Presence && type_ == "unavailable") {
+                    self.reply_error(&el, "auth", "registration-required", "register with the gateway first").await;
+                }
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "registration lookup failed");
+                self.reply_error(&el, "wait", "internal-server-error", "registration store unavailable").await;
+                return;
+            }
+        };
+        if tx.send(Input::Local(el)).is_err() {
+            // The task ended on its own (it never should); start afresh next time.
+            self.accounts.remove(&local);
+        }
+    }
+
+    fn account(&mut self, local: &BareJid) -> anyhow::Result<Option<mpsc::UnboundedSender<Input>>> {
+        if let Some(tx) = self.accounts.get(local)
+            && !tx.is_closed()
+        {
+            return Ok(Some(tx.clone()));
+        }
+        let Some(reg) = self.shared.storage.get(local)? else { return Ok(None) };
+        let tx = account::spawn(reg, self.shared.clone());
+        self.accounts.insert(local.clone(), tx.clone());
+        Ok(Some(tx))
+    }
+
+    async fn gateway_subscription(&self, el: &Element, local: &BareJid, type_: &str) {
+        if type_ != "subscribe" {
+            return;
+        }
+        // XEP-0100 section 4.1.1: approve the registered user's subscription.
+        let registered = matches!(self.shared.storage.get(local), Ok(Some(_)));
+        let answer = if registered { "subscribed" } else { "unsubscribed" };
+        let mut p = presence(self.gateway(), local.as_str(), Some(answer));
+        set_attr(&mut p, "id", el.attr("id").map(str::to_string));
+        self.send(p).await;
+        if registered {
+            self.send(presence(self.gateway(), local.as_str(), None)).await;
+        }
+    }
+
+    async fn gateway_iq(&self, el: Element, local: BareJid) {
+        let type_ = el.attr("type").unwrap_or("");
+        let Some(payload) = el.children().next() else {
+            self.reply_error(&el, "modify", "bad-request", "an IQ needs a payload").await;
+            return;
+        };
+        match (type_, payload.ns().as_str(), payload.name()) {
+            ("get", NS_REGISTER, "query") => self.register_form(&el, &local).await,
+            ("set", NS_REGISTER, "query") => self.register_set(el, local).await,
+            ("get", NS_GATEWAY, "query") => {
+                let query = Element::builder("query", NS_GATEWAY)
+                    .append(Element::builder("desc", NS_GATEWAY).append("Enter the address of a contact on the foreign network").build())
+                    .append(Element::builder("prompt", NS_GATEWAY).append("XMPP address").build())
+                    .build();
+                self.send(result(&el, Some(query))).await;
+            }
+            ("set", NS_GATEWAY, "query") => {
+                let prompt = payload.get_child("prompt", NS_GATEWAY).map(Element::text).unwrap_or_default();
+                match BareJid::new(prompt.trim()) {
+                    Ok(j) => {
+                        let translated = format!("{}@{}", pizzja_sdk::escape(j.as_str()), self.gateway());
+                        // XEP-0100 section 6.3: <jid/> (older clients read <prompt/>).
+                        let query = Element::builder("query", NS_GATEWAY)
+                            .append(Element::builder("jid", NS_GATEWAY).append(translated.clone()).build())
+                            .append(Element::builder("prompt", NS_GATEWAY).append(translated).build())
+                            .build();
+                        self.send(result(&el, Some(query))).await;
+                    }
+                    Err(_) => self.reply_error(&el, "modify", "jid-malformed", "not a bare JID").await,
+                }
+            }
+            ("get", NS_DISCO_INFO, "query") if payload.attr("node").is_none() => {
+                let mut query = Element::builder("query", NS_DISCO_INFO)
+                    .append(
+                        Element::builder("identity", NS_DISCO_INFO)
+                            .attr(nc("category"), "gateway")
+                            .attr(nc("type"), "xmpp")
+                            .attr(nc("name"), "Pizzja")
+                            .build(),
+                    )
+                    .build();
+                for var in [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_REGISTER, NS_GATEWAY, NS_PING, NS_VERSION, NS_COMMANDS] {
+                    query.append_child(Element::builder("feature", NS_DISCO_INFO).attr(nc("var"), var).build());
+                }
+                self.send(result(&el, Some(query))).await;
+            }
+            ("get", NS_DISCO_ITEMS, "query") => {
+                self.send(result(&el, Some(Element::bare("query", NS_DISCO_ITEMS)))).await;
+            }
+            ("get", NS_PING, "ping") => self.send(result(&el, None)).await,
+            ("get", NS_VERSION, "query") => {
+                let query = Element::builder("query", NS_VERSION)
+                    .append(Element::builder("name", NS_VERSION).append("Pizzja").build())
+                    .append(Element::builder("version", NS_VERSION).append(env!("CARGO_PKG_VERSION")).build())
+                    .build();
+                self.send(result(&el, Some(query))).await;
+            }
+            _ => self.reply_error(&el, "cancel", "service-unavailable", "the gateway does not offer this").await,
+        }
+    }
+
+    /// XEP-0077 section 3.1: the form, or what is registered.
+    async fn register_form(&self, el: &Element, local: &BareJid) {
+        let mut query = Element::bare("query", NS_REGISTER);
+        match self.shared.storage.get(local) {
+            Ok(Some(reg)) => {
+                query.append_child(Element::bare("registered", NS_REGISTER));
+                query.append_child(Element::builder("username", NS_REGISTER).append(reg.foreign.to_string()).build());
+            }
+            Ok(None) => {
+                query.append_child(
+                    Element::builder("instructions", NS_REGISTER)
+                        .append("Enter the address (user@domain) and password of the account this gateway should connect to.")
+                        .build(),
+                );
+                query.append_child(Element::bare("username", NS_REGISTER));
+                query.append_child(Element::bare("password", NS_REGISTER));
+                let field = |var: &str, type_: &str, label: &str| {
+                    Element::builder("field", NS_DATA)
+                        .attr(nc("var"), var)
+                        .attr(nc("type"), type_)
+                        .attr(nc("label"), label)
+                        .append(Element::bare("required", NS_DATA))
+                        .build()
+                };
+                let form = Element::builder("x", NS_DATA)
+                    .attr(nc("type"), "form")
+                    .append(Element::builder("title", NS_DATA).append("Register a foreign account").build())
+                    .append(field("username", "text-single", "Foreign address (user@domain)"))
+                    .append(field("password", "text-private", "Password"))
+                    .build();
+                query.append_child(form);
+            }
+            Err(e) => {
+                warn!(error = %e, "registration lookup failed");
+                return self.reply_error(el, "wait", "internal-server-error", "registration store unavailable").await;
+            }
+        }
+        self.send(result(el, Some(query))).await;
+    }
+
+    /// XEP-0077 sections 3.1 and 3.2: register (checked by a real login),
+    /// or remove.
+    async fn register_set(&self, el: Element, local: BareJid) {
+        let Some(query) = el.get_child("query", NS_REGISTER) else { return };
+        if query.has_child("remove", NS_REGISTER) {
+            match self.shared.storage.remove(&local) {
+                Ok(true) => {
+                    info!(%local, "registration removed");
+                    self.send(result(&el, None)).await;
+                    let _ = self.control.send(Control::Removed(local));
+                }
+                Ok(false) => self.reply_error(&el, "cancel", "item-not-found", "not registered").await,
+                Err(e) => {
+                    warn!(error = %e, "removing a registration failed");
+                    self.reply_error(&el, "wait", "internal-server-error", "registration store unavailable").await;
+                }
+            }
+            return;
+        }
+        let (username, password) = registration_fields(query);
+        let (Some(username), Some(password)) = (username, password) else {
+            return self.reply_error(&el, "modify", "not-acceptable", "username and password are required").await;
+        };
+        let foreign = match BareJid::new(username.trim()) {
+            Ok(j) if j.node().is_some() => j,
+            _ => return self.reply_error(&el, "modify", "jid-malformed", "the username must be a bare JID user@domain").await,
+        };
+        let password = Secret(password);
+        let shared = self.shared.clone();
+        let control = self.control.clone();
+        // The login check takes a while: off the router's path.
+        tokio::spawn(async move {
+            let connector = shared.connector_for(foreign.domain().as_str());
+            let check = check_credentials(&connector, &Jid::from(foreign.clone()), &password, shared.config.login_timeout).await;
+            let reply = match check {
+                Ok(()) => {
+                    let reg = Registration { local: local.clone(), foreign: foreign.clone(), password };
+                    match shared.storage.put(&reg) {
+                        Ok(()) => {
+                            info!(%local, %foreign, "registered");
+                            let _ = control.send(Control::Registered(local));
+                            result(&el, None)
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "storing a registration failed");
+                            error_reply(&el, "wait", "internal-server-error", Some("could not store the registration"))
+                                .unwrap_or_else(|| result(&el, None))
+                        }
+                    }
+                }
+                Err(failure) => {
+                    info!(%local, %foreign, %failure, "registration refused");
+                    let type_ = if failure.condition() == "not-authorized" { "auth" } else { "wait" };
+                    let text = failure.to_string();
+                    error_reply(&el, type_, failure.condition(), Some(&text)).unwrap_or_else(|| result(&el, None))
+                }
+            };
+            let _ = shared.to_local.send(reply).await;
+        });
+    }
+}
+
+fn nc(name: &str) -> rxml::NcName {
+    rxml::NcName::try_from(name).expect("static attribute names are NCNames")
+}
+
+/// Username and password from the plain fields or from the data form.
+fn registration_fields(query: &Element) -> (Option<String>, Option<String>) {
+    let plain = |name: &str| query.get_child(name, NS_REGISTER).map(Element::text).filter(|s| !s.is_empty());
+    let form = |var: &str| {
+        query.get_child("x", NS_DATA).and_then(|x| {
+            x.children()
+                .find(|f| f.name() == "field" && f.attr("var") == Some(var))
+                .and_then(|f| f.get_child("value", NS_DATA))
+                .map(Element::text)
+        })
+    };
+    (plain("username").or_else(|| form("username")), plain("password").or_else(|| form("password")))
+}
+
+fn presence(from: &str, to: &str, type_: Option<&str>) -> Element {
+    let mut p = Element::bare("presence", NS_CLIENT);
+    set_attr(&mut p, "from", Some(from.to_string()));
+    set_attr(&mut p, "to", Some(to.to_string()));
+    set_attr(&mut p, "type", type_.map(str::to_string));
+    p
+}
+
+fn result(request: &Element, payload: Option<Element>) -> Element {
+    let mut iq = Element::bare("iq", NS_CLIENT);
+    set_attr(&mut iq, "type", Some("result".into()));
+    set_attr(&mut iq, "id", request.attr("id").map(str::to_string));
+    set_attr(&mut iq, "from", request.attr("to").map(str::to_string));
+    set_attr(&mut iq, "to", request.attr("from").map(str::to_string));
+    if let Some(p) = payload {
+        iq.append_child(p);
+    }
+    iq
+}

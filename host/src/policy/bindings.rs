@@ -1,0 +1,9 @@
+//! The only `bindgen!` of the host: the WIT world `policy`.
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "policy",
+});
+
+pub use pizzja::policy::types::*;

@@ -1,0 +1,153 @@
+//! Registrations, kept in SQLite: one foreign account per local account.
+
+use crate::config::Secret;
+use anyhow::{Context, Result};
+use jid::BareJid;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A stored registration. The password stays inside the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// L, the local account.
+    pub local: BareJid,
+    /// F, the foreign account.
+    pub foreign: BareJid,
+    /// F's password.
+    pub password: Secret,
+}
+
+/// The registration store.
+pub struct Storage {
+    conn: Mutex<Connection>,
+}
+
+impl Storage {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Storage> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("failed to open database `{}`", path.display()))?;
+        // WAL with full sync: a registration acknowledged to the user is on disk.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS registrations (
+                local_jid   TEXT PRIMARY KEY NOT NULL,
+                foreign_jid TEXT NOT NULL,
+                password    TEXT NOT NULL,
+                created_at  INTEGER NOT NULL DEFAULT (unixepoch())
+            );",
+        )
+        .with_context(|| format!("failed to prepare database `{}`", path.display()))?;
+        restrict_permissions(path);
+        Ok(Storage { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores (or replaces) L's registration.
+    pub fn put(&self, r: &Registration) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO registrations (local_jid, foreign_jid, password) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(local_jid) DO UPDATE SET foreign_jid = ?2, password = ?3",
+                params![r.local.as_str(), r.foreign.as_str(), r.password.0],
+            )
+            .context("failed to store registration")?;
+        Ok(())
+    }
+
+    /// L's registration, if any.
+    pub fn get(&self, local: &BareJid) -> Result<Option<Registration>> {
+        self.conn()
+            .query_row(
+                "SELECT foreign_jid, password FROM registrations WHERE local_jid = ?1",
+                params![local.as_str()],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+            )
+            .optional()
+            .context("failed to read registration")?
+            .map(|(foreign, password)| {
+                Ok(Registration {
+                    local: local.clone(),
+                    foreign: BareJid::new(&foreign).context("stored foreign JID is invalid")?,
+                    password: Secret(password),
+                })
+            })
+            .transpose()
+    }
+
+    /// Deletes L's registration; true when there was one.
+    pub fn remove(&self, local: &BareJid) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM registrations WHERE local_jid = ?1", params![local.as_str()])
+            .context("failed to delete registration")?;
+        Ok(n > 0)
+    }
+
+    /// Every registered local account.
+    pub fn locals(&self) -> Result<Vec<BareJid>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT local_jid FROM registrations ORDER BY local_jid")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let text = row?;
+            match BareJid::new(&text) {
+                Ok(jid) => out.push(jid),
+                Err(e) => tracing::warn!(jid = %text, error = %e, "skipping invalid stored jid"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The database holds foreign passwords: readable by the gateway's user only.
+fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(path = %path.display(), error = %e, "could not restrict database permissions");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> BareJid {
+        BareJid::new(s).expect("valid jid")
+    }
+
+    #[test]
+    fn registrations_survive_reopening_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite3");
+        let r = Registration { local: jid("alice@l.test"), foreign: jid("me@f.test"), password: Secret("pw".into()) };
+        Storage::open(&path).expect("open").put(&r).expect("put");
+        let again = Storage::open(&path).expect("reopen");
+        assert_eq!(again.get(&r.local).expect("get"), Some(r.clone()));
+        assert_eq!(again.locals().expect("locals"), vec![r.local.clone()]);
+        assert!(again.remove(&r.local).expect("remove"));
+        assert_eq!(again.get(&r.local).expect("get"), None);
+        assert!(!again.remove(&r.local).expect("remove twice"));
+    }
+
+    #[test]
+    fn registering_again_replaces_the_foreign_account() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Storage::open(&dir.path().join("db")).expect("open");
+        let mut r = Registration { local: jid("a@l.test"), foreign: jid("x@f.test"), password: Secret("1".into()) };
+        s.put(&r).expect("put");
+        r.foreign = jid("y@f.test");
+        s.put(&r).expect("put again");
+        assert_eq!(s.get(&r.local).expect("get").map(|r| r.foreign), Some(jid("y@f.test")));
+    }
+}

@@ -1,0 +1,398 @@
+//! Foreign sessions: one client connection per (account, resource A), with
+//! our own connector (TCP_NODELAY, static hosts, STARTTLS with our own
+//! roots), a deadline on login, and failures reported instead of retried
+//! forever (DEPENDENCY-FACTS.md, tokio-xmpp pitfalls 2-5).
+
+use crate::config::{ForeignTls, Secret};
+use futures::{SinkExt, StreamExt};
+use minidom::Element;
+use sasl::common::{ChannelBinding, Credentials};
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, BufStream};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::rustls;
+use tokio_xmpp::connect::{DnsConfig, ServerConnector};
+use tokio_xmpp::error::{AuthError, ProtocolError};
+use tokio_xmpp::jid::{FullJid, Jid};
+use tokio_xmpp::parsers::{ns, starttls, stream_features::StreamFeatures};
+use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
+use tokio_xmpp::xmlstream::{
+    PendingFeaturesRecv, ReadError, StreamHeader, Timeouts, XmppStream, XmppStreamElement,
+    initiate_stream,
+};
+use tokio_xmpp::{Error as XmppError, Stanza};
+use tracing::{debug, info, warn};
+
+/// Byte streams a connector can hand out (plain TCP or TLS over it).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects foreign sessions as `[foreign]` says.
+#[derive(Clone)]
+pub struct Connector {
+    /// A static address for the domain, instead of DNS SRV.
+    pub addr: Option<SocketAddr>,
+    /// STARTTLS or plaintext.
+    pub tls: ForeignTls,
+    /// Trust roots for STARTTLS.
+    pub tls_config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector").field("addr", &self.addr).field("tls", &self.tls).finish()
+    }
+}
+
+/// The rustls client configuration: the system's roots plus `ca_file`.
+pub fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use anyhow::Context;
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // Unparsable system certificates are skipped, as every client does.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("failed to read `foreign.ca_file` `{}`", path.display()))?;
+        for cert in certs {
+            let cert = cert.with_context(|| format!("bad certificate in `{}`", path.display()))?;
+            roots.add(cert).with_context(|| format!("unusable certificate in `{}`", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS provider has no usable protocol version")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+fn io_error(e: impl std::fmt::Display) -> XmppError {
+    XmppError::Io(std::io::Error::other(e.to_string()))
+}
+
+impl ServerConnector for Connector {
+    type Stream = BufStream<Box<dyn Io>>;
+
+    async fn connect(
+        &self,
+        jid: &Jid,
+        ns: &'static str,
+        timeouts: Timeouts,
+    ) -> Result<(PendingFeaturesRecv<Self::Stream>, ChannelBinding), XmppError> {
+        let domain = jid.domain().as_str().to_string();
+        let tcp = match self.addr {
+            Some(addr) => TcpStream::connect(addr).await?,
+            None => DnsConfig::srv_default_client(&domain).resolve().await?,
+        };
+        tcp.set_nodelay(true)?;
+        let header = || StreamHeader { to: Some(Cow::Owned(domain.clone())), from: None, id: None };
+        match self.tls {
+            ForeignTls::Plaintext => {
+                let io: Box<dyn Io> = Box::new(tcp);
+                let stream = initiate_stream(BufStream::new(io), ns, header(), timeouts).await?;
+                Ok((stream, ChannelBinding::None))
+            }
+            ForeignTls::Required => {
+                let stream = initiate_stream(BufStream::new(tcp), ns, header(), timeouts).await?;
+                let (features, mut stream) = stream.recv_features::<XmppStreamElement>().await?;
+                if !features.can_starttls() {
+                    return Err(ProtocolError::NoTls.into());
+                }
+                stream
+                    .send(&XmppStreamElement::Starttls(starttls::Nonza::Request(starttls::Request)))
+                    .await?;
+                loop {
+                    match stream.next().await {
+                        Some(Ok(XmppStreamElement::Starttls(starttls::Nonza::Proceed(_)))) => break,
+                        Some(Ok(_)) | Some(Err(ReadError::SoftTimeout)) => {}
+                        Some(Err(ReadError::HardError(e))) => return Err(e.into()),
+                        Some(Err(e)) => return Err(io_error(e)),
+                        None => return Err(XmppError::Disconnected),
+                    }
+                }
+                let tcp = stream.into_inner().into_inner();
+                let name = rustls::pki_types::ServerName::try_from(domain.clone()).map_err(io_error)?;
+                let tls = tokio_rustls::TlsConnector::from(self.tls_config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| io_error(format!("TLS with {domain} failed: {e}")))?;
+                let io: Box<dyn Io> = Box::new(tls);
+                let stream = initiate_stream(BufStream::new(io), ns, header(), timeouts).await?;
+                Ok((stream, ChannelBinding::None))
+            }
+        }
+    }
+}
+
+/// Authenticates (SASL) without binding a resource: the registration check,
+/// and the first half of every session's login.
+pub async fn login(
+    connector: &Connector,
+    jid: &Jid,
+    password: &Secret,
+    timeouts: Timeouts,
+) -> Result<(StreamFeatures, XmppStream<BufStream<Box<dyn Io>>>), XmppError> {
+    let username = jid.node().map(|n| n.as_str()).unwrap_or_default().to_string();
+    let (stream, binding) = connector.connect(jid, ns::JABBER_CLIENT, timeouts).await?;
+    let (features, stream) = stream.recv_features().await?;
+    let creds = Credentials::default()
+        .with_username(username)
+        .with_password(password.0.clone())
+        .with_channel_binding(binding);
+    let stream = tokio_xmpp::client_login(stream, features.sasl_mechanisms, creds).await?;
+    let header = StreamHeader { to: Some(Cow::Owned(jid.domain().to_string())), from: None, id: None };
+    let stream = stream.send_header(header).await?;
+    Ok(stream.recv_features().await?)
+}
+
+/// Why a login did not work, in the words of RFC 6120 conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginFailure {
+    /// The server refused the credentials.
+    NotAuthorized(String),
+    /// The server could not be reached or did not answer in time.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for LoginFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoginFailure::NotAuthorized(why) => write!(f, "not-authorized: {why}"),
+            LoginFailure::Unreachable(why) => write!(f, "remote-server-timeout: {why}"),
+        }
+    }
+}
+
+fn classify(e: &XmppError) -> LoginFailure {
+    match e {
+        XmppError::Auth(AuthError::Fail(_) | AuthError::Sasl(_) | AuthError::NoMechanism) => {
+            LoginFailure::NotAuthorized(e.to_string())
+        }
+        other => LoginFailure::Unreachable(other.to_string()),
+    }
+}
+
+/// Checks credentials with one real login, within `deadline`.
+pub async fn check_credentials(
+    connector: &Connector,
+    jid: &Jid,
+    password: &Secret,
+    deadline: Duration,
+) -> Result<(), LoginFailure> {
+    match tokio::time::timeout(deadline, login(connector, jid, password, Timeouts::tight())).await {
+        Ok(Ok((_, mut stream))) => {
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(classify(&e)),
+        Err(_) => Err(LoginFailure::Unreachable(format!("no login within {deadline:?}"))),
+    }
+}
+
+/// A stanza to send, with the local stanza to bounce if it cannot be.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The stanza for the foreign server.
+    pub stanza: Element,
+    /// What the controller sent, answered with an error on failure.
+    pub origin: Option<Element>,
+}
+
+/// Commands from the account to its session.
+#[derive(Debug)]
+pub enum Command {
+    /// Send (queued while logging in).
+    Send(Outgoing),
+    /// Close cleanly.
+    Close,
+}
+
+/// Reports from a session to its account.
+#[derive(Debug)]
+pub enum Report {
+    /// Bound and usable (first time, or after a reconnect that lost state).
+    Online,
+    /// Lost the connection; reconnecting.
+    Reconnecting(String),
+    /// Resumed without loss (XEP-0198).
+    Resumed,
+    /// Could not log in; the stanzas that were waiting come back.
+    Failed {
+        /// Why.
+        reason: LoginFailure,
+        /// Stanzas never sent.
+        unsent: Vec<Outgoing>,
+    },
+    /// A stanza arrived (in `jabber:client`).
+    Stanza(Element),
+    /// A stanza could not be sent (not a valid stanza for the client stream).
+    Rejected(Outgoing, String),
+    /// Closed on request.
+    Closed,
+}
+
+/// Parameters of one session.
+pub struct SessionParams {
+    /// F/A.
+    pub jid: FullJid,
+    /// F's password.
+    pub password: Secret,
+    /// How to connect.
+    pub connector: Connector,
+    /// Deadline for the first login.
+    pub login_timeout: Duration,
+    /// Stanzas that may wait while logging in.
+    pub queue_limit: usize,
+}
+
+/// Starts a session; reports come through `reports` as `(tag, Report)`.
+pub fn spawn<T: Clone + Send + Sync + 'static>(
+    params: SessionParams,
+    tag: T,
+    reports: mpsc::UnboundedSender<(T, Report)>,
+) -> mpsc::Sender<Command> {
+    let (tx, rx) = mpsc::channel(params.queue_limit.max(1));
+    tokio::spawn(run(params, rx, move |r| {
+        let _ = reports.send((tag.clone(), r));
+    }));
+    tx
+}
+
+async fn run(params: SessionParams, mut commands: mpsc::Receiver<Command>, report: impl Fn(Report)) {
+    let jid = params.jid.clone();
+    let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<LoginFailure>();
+    let connector = params.connector.clone();
+    let password = params.password.clone();
+    let identity = Jid::from(jid.clone());
+    // Our own reconnector: tokio-xmpp's retries forever and never says why.
+    let reconnector = Box::new(move |_: Option<String>, slot: oneshot::Sender<Connection>| {
+        let (connector, password, identity, fail_tx) =
+            (connector.clone(), password.clone(), identity.clone(), fail_tx.clone());
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(500);
+            loop {
+                match login(&connector, &identity, &password, Timeouts::tight()).await {
+                    Ok((features, stream)) => {
+                        let _ = slot.send(Connection { stream: stream.box_stream(), features, identity });
+                        return;
+                    }
+                    Err(e) => {
+                        let failure = classify(&e);
+                        let fatal = matches!(failure, LoginFailure::NotAuthorized(_));
+                        if fail_tx.send(failure).is_err() || fatal {
+                            return; // dropping the slot ends the stream
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        });
+    });
+    let mut stream = StanzaStream::new(reconnector, params.queue_limit.max(1));
+
+    // Logging in: queue what controllers send, bounded, until bound or failed.
+    let mut waiting: VecDeque<Outgoing> = VecDeque::new();
+    let deadline = tokio::time::sleep(params.login_timeout);
+    tokio::pin!(deadline);
+    let mut last_failure: Option<LoginFailure> = None;
+    let failure = loop {
+        tokio::select! {
+            ev = stream.next() => match ev {
+                Some(Event::Stream(StreamEvent::Reset { .. })) => break None,
+                Some(Event::Stream(_)) => {}
+                Some(Event::Stanza(s)) => report(Report::Stanza(Element::from(s))),
+                None => break Some(last_failure.clone().unwrap_or(LoginFailure::Unreachable("connection closed".into()))),
+            },
+            f = fail_rx.recv() => if let Some(f) = f {
+                debug!(%jid, failure = %f, "foreign login attempt failed");
+                if matches!(f, LoginFailure::NotAuthorized(_)) {
+                    break Some(f);
+                }
+                last_failure = Some(f);
+            },
+            cmd = commands.recv() => match cmd {
+                Some(Command::Send(out)) => {
+                    if waiting.len() >= params.queue_limit {
+                        report(Report::Rejected(out, "too many stanzas waiting for the foreign login".into()));
+                    } else {
+                        waiting.push_back(out);
+                    }
+                }
+                Some(Command::Close) | None => {
+                    stream.close().await;
+                    report(Report::Closed);
+                    return;
+                }
+            },
+            _ = &mut deadline => {
+                let why = match &last_failure {
+                    Some(f) => f.clone(),
+                    None => LoginFailure::Unreachable(format!("no login within {:?}", params.login_timeout)),
+                };
+                break Some(why);
+            }
+        }
+    };
+    if let Some(reason) = failure {
+        warn!(%jid, %reason, "foreign login failed");
+        stream.close().await;
+        report(Report::Failed { reason, unsent: waiting.into() });
+        return;
+    }
+    info!(%jid, "foreign session online");
+    report(Report::Online);
+    for out in waiting {
+        send(&stream, out, &report).await;
+    }
+
+    loop {
+        tokio::select! {
+            ev = stream.next() => match ev {
+                Some(Event::Stanza(s)) => report(Report::Stanza(Element::from(s))),
+                Some(Event::Stream(StreamEvent::Reset { .. })) => report(Report::Online),
+                Some(Event::Stream(StreamEvent::Suspended)) => {
+                    report(Report::Reconnecting("connection lost".into()))
+                }
+                Some(Event::Stream(StreamEvent::Resumed)) => report(Report::Resumed),
+                None => {
+                    let reason = LoginFailure::Unreachable("the foreign stream ended".into());
+                    report(Report::Failed { reason, unsent: vec![] });
+                    return;
+                }
+            },
+            f = fail_rx.recv() => if let Some(f) = f {
+                warn!(%jid, failure = %f, "foreign reconnect attempt failed");
+                report(Report::Reconnecting(f.to_string()));
+            },
+            cmd = commands.recv() => match cmd {
+                Some(Command::Send(out)) => send(&stream, out, &report).await,
+                Some(Command::Close) | None => {
+                    stream.close().await;
+                    info!(%jid, "foreign session closed");
+                    report(Report::Closed);
+                    return;
+                }
+            },
+        }
+    }
+}
+
+async fn send(stream: &StanzaStream, out: Outgoing, report: &impl Fn(Report)) {
+    match Stanza::try_from(out.stanza.clone()) {
+        Ok(stanza) => {
+            stream.send(Box::new(stanza)).await;
+        }
+        Err(e) => report(Report::Rejected(out, format!("not a valid stanza: {e}"))),
+    }
+}
