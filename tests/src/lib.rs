@@ -1,1 +1,396 @@
+//! The end-to-end harness: a real Prosody per test (temp dir, random
+//! loopback ports), real XMPP clients, and the gateway run in this same
+//! process — so every test also proves that tokio-xmpp's client and our
+//! component link live together in one build (DEPENDENCY-FACTS.md).
+//!
+//! A test that needs Prosody fails loudly when it is missing.
 
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use minidom::Element;
+use pizzja_host::config::{Config, ForeignTls};
+use pizzja_host::xmpp::foreign::Connector;
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use tokio_xmpp::Stanza;
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
+use tokio_xmpp::xmlstream::Timeouts;
+
+/// The local virtual host.
+pub const LOCAL: &str = "local.test";
+/// The foreign virtual host.
+pub const FOREIGN: &str = "foreign.test";
+/// The gateway's component domain.
+pub const GW: &str = "gw.local.test";
+/// Every test account's password.
+pub const PASSWORD: &str = "correct horse";
+/// How long any expected stanza may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+const SECRET: &str = "component-secret";
+
+/// Logs to the test's output at `RUST_LOG` (default: warnings).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(cmd))
+        .find(|p| p.is_file())
+}
+
+/// A throwaway Prosody: its own directory, ports and users.
+pub struct Prosody {
+    /// Its temporary directory (config, data, log).
+    pub dir: tempfile::TempDir,
+    /// The client port.
+    pub c2s: u16,
+    /// The component port.
+    pub component: u16,
+    child: Child,
+}
+
+impl Prosody {
+    /// Starts Prosody with `users` (`(user, domain)`, password [`PASSWORD`])
+    /// and waits until both ports accept connections.
+    pub async fn start(users: &[(&str, &str)]) -> Result<Prosody> {
+        let prosody = which("prosody").context(
+            "prosody is not installed: the end-to-end tests need it (apt-get install prosody)",
+        )?;
+        let dir = tempfile::tempdir()?;
+        let (c2s, component) = (free_port(), free_port());
+        let config = include_str!("../prosody/prosody.cfg.lua.in")
+            .replace("@DIR@", &dir.path().display().to_string())
+            .replace("@C2S@", &c2s.to_string())
+            .replace("@COMPONENT@", &component.to_string())
+            .replace("@SECRET@", SECRET)
+            .replace("@LOGLEVEL@", "info");
+        let cfg_path = dir.path().join("prosody.cfg.lua");
+        std::fs::write(&cfg_path, config)?;
+        std::fs::create_dir_all(dir.path().join("data"))?;
+        for (user, domain) in users {
+            register_user(&cfg_path, user, domain, PASSWORD)?;
+        }
+        let child = Command::new(prosody)
+            .arg("--config")
+            .arg(&cfg_path)
+            .arg("-F")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("failed to start prosody")?;
+        let mut p = Prosody { dir, c2s, component, child };
+        p.wait_ready().await?;
+        Ok(p)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        for port in [self.c2s, self.component] {
+            loop {
+                if let Some(status) = self.child.try_wait()? {
+                    bail!("prosody exited with {status}; its log:\n{}", self.log());
+                }
+                if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    bail!("prosody did not open port {port}; its log:\n{}", self.log());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a user (the server may be running; its sessions stay up).
+    pub fn delete_user(&self, user: &str, domain: &str) -> Result<()> {
+        let out = Command::new("prosodyctl")
+            .arg("--config")
+            .arg(self.dir.path().join("prosody.cfg.lua"))
+            .args(["deluser", &format!("{user}@{domain}")])
+            .output()
+            .context("failed to run prosodyctl")?;
+        if !out.status.success() {
+            bail!("prosodyctl deluser failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    /// Prosody's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default()
+    }
+
+    /// The gateway configuration for this server, plus `extra` TOML.
+    pub fn gateway_config(&self, database: &Path, extra: &str) -> Config {
+        let text = format!(
+            r#"
+[component]
+jid = "{GW}"
+server = "127.0.0.1:{component}"
+secret = "{SECRET}"
+local_domains = ["{LOCAL}"]
+admins = ["admin@{LOCAL}"]
+
+[storage]
+database = "{db}"
+
+[foreign]
+tls = "plaintext"
+login_timeout_secs = 10
+[foreign.hosts]
+"{FOREIGN}" = "127.0.0.1:{c2s}"
+{extra}
+"#,
+            component = self.component,
+            c2s = self.c2s,
+            db = database.display(),
+        );
+        Config::parse(&text, Path::new(".")).expect("test configuration is valid")
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn register_user(cfg: &Path, user: &str, domain: &str, password: &str) -> Result<()> {
+    let out = Command::new("prosodyctl")
+        .arg("--config")
+        .arg(cfg)
+        .args(["register", user, domain, password])
+        .output()
+        .context("failed to run prosodyctl")?;
+    if !out.status.success() {
+        bail!(
+            "prosodyctl register {user} {domain} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The gateway, running in this process.
+pub struct Gateway {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Gateway {
+    /// Starts the gateway and waits until its component link is up.
+    pub async fn start(config: Config) -> Result<Gateway> {
+        let prepared = pizzja_host::prepare(config)?;
+        let (stop, shutdown) = watch::channel(false);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let task = tokio::spawn(pizzja_host::run(prepared, shutdown, Some(ready_tx)));
+        tokio::time::timeout(WAIT, ready_rx)
+            .await
+            .context("the gateway's component link did not come up")?
+            .context("the gateway stopped before it was ready")?;
+        Ok(Gateway { stop, task })
+    }
+
+    /// Stops the gateway and waits for it.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(WAIT, self.task).await.context("the gateway did not stop")???;
+        Ok(())
+    }
+}
+
+/// A real XMPP client connected to the test Prosody.
+pub struct Client {
+    /// Its full JID.
+    pub jid: String,
+    stream: StanzaStream,
+    inbox: VecDeque<Element>,
+}
+
+impl Client {
+    /// Logs `user@domain/resource` in and waits until it is bound.
+    pub async fn connect(prosody: &Prosody, user: &str, domain: &str, resource: &str) -> Result<Client> {
+        let jid: Jid = format!("{user}@{domain}/{resource}").parse()?;
+        let connector = Connector {
+            addr: Some(format!("127.0.0.1:{}", prosody.c2s).parse()?),
+            tls: ForeignTls::Plaintext,
+            tls_config: pizzja_host::xmpp::foreign::tls_config(None)?,
+        };
+        let mut stream = StanzaStream::new_c2s(connector, jid.clone(), PASSWORD.into(), Timeouts::tight(), 64);
+        let bound = tokio::time::timeout(WAIT, async {
+            while let Some(ev) = stream.next().await {
+                if let Event::Stream(StreamEvent::Reset { bound_jid, .. }) = ev {
+                    return Some(bound_jid);
+                }
+            }
+            None
+        })
+        .await
+        .with_context(|| format!("{jid} did not log in"))?
+        .with_context(|| format!("{jid}'s stream ended during login"))?;
+        Ok(Client { jid: bound_jid_text(&bound), stream, inbox: VecDeque::new() })
+    }
+
+    /// The client's bare JID.
+    pub fn bare(&self) -> String {
+        self.jid.split('/').next().unwrap_or_default().to_string()
+    }
+
+    /// Sends a stanza written as XML (namespace jabber:client is added).
+    pub async fn send(&self, xml: &str) {
+        let el = parse(xml);
+        let stanza = Stanza::try_from(el).unwrap_or_else(|e| panic!("test stanza {xml} is invalid: {e}"));
+        self.stream.send(Box::new(stanza)).await;
+    }
+
+    /// Waits for the first stanza (already received or coming) that
+    /// satisfies `pred`, and takes it out of the inbox. Fails the test after
+    /// [`WAIT`], listing what did arrive.
+    pub async fn expect(&mut self, what: &str, pred: impl Fn(&Element) -> bool) -> Element {
+        if let Some(pos) = self.inbox.iter().position(&pred) {
+            return self.inbox.remove(pos).expect("position is in range");
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next()).await;
+            match next {
+                Ok(Some(Event::Stanza(s))) => {
+                    let el = Element::from(s);
+                    if pred(&el) {
+                        return el;
+                    }
+                    self.inbox.push_back(el);
+                }
+                Ok(Some(Event::Stream(_))) => {}
+                Ok(None) => panic!("{}: stream ended while waiting for {what}", self.jid),
+                Err(_) => panic!(
+                    "{}: no {what} within {WAIT:?}; received meanwhile:\n{}",
+                    self.jid,
+                    self.inbox.iter().map(xml).collect::<Vec<_>>().join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Stanzas received so far and not yet taken by [`Client::expect`].
+    pub fn inbox(&self) -> impl Iterator<Item = &Element> {
+        self.inbox.iter()
+    }
+
+    /// Forgets what is in the inbox.
+    pub fn clear(&mut self) {
+        self.inbox.clear();
+    }
+
+    /// Becomes an interested and available resource (RFC 6121): asks for
+    /// the roster, then sends initial presence.
+    pub async fn go_online(&mut self) {
+        self.send("<iq type='get' id='roster-get'><query xmlns='jabber:iq:roster'/></iq>").await;
+        self.expect("the roster", |e| e.name() == "iq" && e.attr("id") == Some("roster-get")).await;
+        self.send("<presence/>").await;
+        let me = self.jid.clone();
+        self.expect("own presence", |e| e.name() == "presence" && e.attr("from") == Some(me.as_str())).await;
+    }
+
+    /// Logs out cleanly (the server sends unavailable presence for it).
+    pub async fn disconnect(self) {
+        self.stream.close().await;
+    }
+}
+
+fn bound_jid_text(jid: &Jid) -> String {
+    jid.to_string()
+}
+
+/// Parses test XML, adding the client namespace to the root.
+pub fn parse(xml: &str) -> Element {
+    let with_ns = if xml.contains("xmlns='jabber:client'") {
+        xml.to_string()
+    } else {
+        let end = xml.find(['>', '/', ' ']).expect("an element");
+        format!("{} xmlns='jabber:client'{}", &xml[..end], &xml[end..])
+    };
+    with_ns.parse().unwrap_or_else(|e| panic!("test XML {xml} does not parse: {e}"))
+}
+
+/// The element as XML text.
+pub fn xml(el: &Element) -> String {
+    pizzja_host::xmpp::to_xml(el)
+}
+
+/// The gateway JID of foreign JID `jid` (`esc(bare)@T[/res]`).
+pub fn gw_jid(jid: &str) -> String {
+    match jid.split_once('/') {
+        Some((bare, res)) => format!("{}@{GW}/{res}", pizzja_sdk::escape(bare)),
+        None => format!("{}@{GW}", pizzja_sdk::escape(jid)),
+    }
+}
+
+/// The body of a message, if any.
+pub fn body(el: &Element) -> Option<String> {
+    el.get_child("body", "jabber:client").map(Element::text)
+}
+
+/// The defined condition of an error stanza, if it is one.
+pub fn error_condition(el: &Element) -> Option<String> {
+    let error = el.get_child("error", "jabber:client")?;
+    error
+        .children()
+        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
+        .map(|c| c.name().to_string())
+}
+
+/// Registers `client`'s account with the gateway as `foreign` and does the
+/// XEP-0100 subscription handshake both ways.
+pub async fn register(client: &mut Client, foreign: &str, password: &str) -> Element {
+    client
+        .send(&format!(
+            "<iq type='set' id='reg1' to='{GW}'><query xmlns='jabber:iq:register'><username>{foreign}</username><password>{password}</password></query></iq>"
+        ))
+        .await;
+    client.expect("registration answer", |e| e.name() == "iq" && e.attr("id") == Some("reg1")).await
+}
+
+/// Registers (the client must have gone online) and completes the
+/// subscription handshake; panics on failure.
+pub async fn register_ok(client: &mut Client, foreign: &str) {
+    let answer = register(client, foreign, PASSWORD).await;
+    assert_eq!(answer.attr("type"), Some("result"), "registration failed: {}", xml(&answer));
+    client
+        .expect("the gateway's subscription request", |e| {
+            e.name() == "presence" && e.attr("type") == Some("subscribe") && e.attr("from") == Some(GW)
+        })
+        .await;
+    client.send(&format!("<presence type='subscribed' to='{GW}'/>")).await;
+    client.send(&format!("<presence type='subscribe' to='{GW}'/>")).await;
+    client
+        .expect("the gateway's approval", |e| {
+            e.name() == "presence" && e.attr("type") == Some("subscribed") && e.attr("from") == Some(GW)
+        })
+        .await;
+}

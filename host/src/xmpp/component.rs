@@ -15,7 +15,95 @@ use tokio::sync::{mpsc, watch};
 use tokio_xmpp::xmlstream::{ReadError, StreamHeader, Timeouts, XmlStream, initiate_stream};
 use tracing::{debug, error, info, trace, warn};
 
-type Stream = XmlStream<BufStream<TcpStream>, Element>;
+type Stream = XmlStream<BufStream<VersionPatch<TcpStream>>, Element>;
+
+/// XEP-0114 stream headers carry no `version`, which tokio-xmpp's stream
+/// parser requires; this reader adds `version='1.0'` to the server's header
+/// and is transparent after it.
+pub struct VersionPatch<S> {
+    inner: S,
+    scanned: Vec<u8>,
+    ready: Vec<u8>,
+    done: bool,
+}
+
+impl<S> VersionPatch<S> {
+    /// Wraps a byte stream.
+    pub fn new(inner: S) -> Self {
+        VersionPatch { inner, scanned: Vec::new(), ready: Vec::new(), done: false }
+    }
+
+    fn scan(&mut self) {
+        const TAG: &[u8] = b"<stream:stream";
+        if let Some(pos) = self.scanned.windows(TAG.len()).position(|w| w == TAG) {
+            let at = pos + TAG.len();
+            let rest = self.scanned.split_off(at);
+            self.ready.append(&mut self.scanned);
+            self.ready.extend_from_slice(b" version='1.0'");
+            self.ready.extend_from_slice(&rest);
+            self.done = true;
+        } else if self.scanned.len() > 4096 {
+            // No header where one must be: pass it on and let the parser say why.
+            self.ready.append(&mut self.scanned);
+            self.done = true;
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for VersionPatch<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if !this.ready.is_empty() {
+                let n = this.ready.len().min(buf.remaining());
+                buf.put_slice(&this.ready[..n]);
+                this.ready.drain(..n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.done {
+                return std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let mut tmp = [0u8; 1024];
+            let mut tmp_buf = tokio::io::ReadBuf::new(&mut tmp);
+            match std::pin::Pin::new(&mut this.inner).poll_read(cx, &mut tmp_buf) {
+                Poll::Ready(Ok(())) if tmp_buf.filled().is_empty() => {
+                    // End of stream before the header: hand over what there is.
+                    this.ready.append(&mut this.scanned);
+                    this.done = true;
+                    if this.ready.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Ready(Ok(())) => {
+                    this.scanned.extend_from_slice(tmp_buf.filled());
+                    this.scan();
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for VersionPatch<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 /// What the link tells the rest of the gateway.
 #[derive(Debug)]
@@ -53,7 +141,7 @@ async fn connect(cfg: &LinkConfig) -> anyhow::Result<Stream> {
     tcp.set_nodelay(true)?;
     let header = StreamHeader { to: Some(Cow::Owned(cfg.jid.clone())), from: None, id: None };
     let timeouts = Timeouts { read_timeout: Duration::from_secs(90), response_timeout: Duration::from_secs(30) };
-    let mut pending = initiate_stream(BufStream::new(tcp), NS_COMPONENT, header, timeouts).await?;
+    let mut pending = initiate_stream(BufStream::new(VersionPatch::new(tcp)), NS_COMPONENT, header, timeouts).await?;
     let id = pending
         .take_header()
         .id
@@ -181,6 +269,25 @@ fn keepalive(cfg: &LinkConfig, seq: u64) -> Element {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn version_patch_adds_the_version_to_the_first_header_only() {
+        use tokio::io::AsyncReadExt;
+        let header = "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:component:accept' id='x'><handshake/><stream:stream/>";
+        // Split delivery: the tag arrives across reads.
+        let (mut a, b) = tokio::io::duplex(8);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for chunk in header.as_bytes().chunks(5) {
+                a.write_all(chunk).await.expect("write");
+            }
+        });
+        let mut patched = VersionPatch::new(b);
+        let mut out = String::new();
+        patched.read_to_string(&mut out).await.expect("read");
+        writer.await.expect("writer");
+        assert_eq!(out, header.replacen("<stream:stream", "<stream:stream version='1.0'", 1));
+    }
 
     #[test]
     fn handshake_is_hex_sha1_of_id_and_secret() {
