@@ -312,14 +312,17 @@ impl Account {
         self.decide_and_apply(event, Current { stanza: Some(el), side: Side::Foreign { session } }).await;
     }
 
-    /// RFC 6120 section 10.1.4: an answer to a request without 'to' comes
-    /// from the account itself (bare or full) or without 'from'.
+    /// RFC 6120 section 10.1.4: an answer comes from where the request
+    /// went; a request without 'to' (or to the account's own bare JID) is
+    /// answered by the account's server, from the account or without 'from'.
     fn same_peer(&self, sent_to: Option<&str>, from: Option<&str>) -> bool {
         match (sent_to, from) {
             (Some(to), Some(from)) => to == from,
             (None, None) => true,
             (None, Some(from)) => Jid::new(from).is_ok_and(|j| j.to_bare() == self.reg.foreign),
-            (Some(_), None) => false,
+            // A request to the account's own bare JID is answered by its
+            // server, which may leave 'from' out.
+            (Some(to), None) => Jid::new(to).is_ok_and(|j| j.to_bare() == self.reg.foreign),
         }
     }
 

@@ -168,6 +168,17 @@ fn local_to_foreign(local: &LocalStanza, node: &str, facts: &Facts) -> Vec<Actio
         return vec![Action::forward_foreign(&session, None)];
     }
 
+    // The local server broadcasts a controller's presence to every contact
+    // that holds a subscription from the account, and approving a foreign
+    // contact's request (forwarded above) creates exactly such a roster
+    // item. Broadcasts go to bare JIDs, so presence to a bare contact stays
+    // local; directed presence goes to a full JID (`x@T/r`).
+    let is_availability = stanza.kind == StanzaKind::Presence
+        && (stanza.type_.is_empty() || stanza.type_ == "unavailable");
+    if is_availability && to_resource.is_none() {
+        return vec![Action::debug("local presence broadcast to a contact stays local")];
+    }
+
     let to = match to_resource {
         Some(r) => format!("{}/{r}", jid.bare()),
         None => jid.bare(),

@@ -165,13 +165,23 @@ fn probe_to_the_gateway_is_answered_with_its_availability() {
 }
 
 #[test]
-fn local_presence_to_contacts_is_directed_never_broadcast() {
-    // Only presence to esc(F)@T becomes F/A's own presence; presence to a
-    // contact stays directed to that contact.
+fn local_presence_broadcast_to_a_bare_contact_stays_local() {
+    // Only presence to esc(F)@T becomes F/A's own presence; the server's
+    // broadcast to a contact (always to the bare JID) is not copied.
     let f = facts(&["Work/phone"], &[WORK]);
     let to = format!("{}@{T}", escape("bob@remote.net"));
+    for type_ in ["", "unavailable"] {
+        let actions = decide(&local(StanzaKind::Presence, type_, Some("Work/phone"), &to), &f);
+        assert!(actions.iter().all(|a| matches!(a, Action::Log(_))), "{type_:?}: {actions:?}");
+    }
+}
+
+#[test]
+fn directed_presence_to_a_full_contact_jid_is_forwarded() {
+    let f = facts(&["Work/phone"], &[WORK]);
+    let to = format!("{}@{T}/pc", escape("bob@remote.net"));
     let actions = decide(&local(StanzaKind::Presence, "", Some("Work/phone"), &to), &f);
-    assert_eq!(actions, vec![forward_foreign("Work", Some("bob@remote.net"))]);
+    assert_eq!(actions, vec![forward_foreign("Work", Some("bob@remote.net/pc"))]);
 }
 
 // Section 4: local to foreign.

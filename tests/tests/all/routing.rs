@@ -112,6 +112,10 @@ async fn roster_pushes_are_copied_to_every_controller() {
     let mut world = World::new().await;
     let mut laptop = world.controller("Work/laptop").await;
     let me_gw = gw_jid(ME);
+    // RFC 6121 section 2.1.6: pushes go to sessions that asked for the
+    // roster, so a controller fetches it through the gateway first.
+    world.phone.send(&format!("<iq type='get' id='get' to='{me_gw}'><query xmlns='jabber:iq:roster'/></iq>")).await;
+    world.phone.expect("the foreign roster", |e| e.attr("id") == Some("get")).await;
     world
         .phone
         .send(&format!(
