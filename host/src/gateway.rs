@@ -72,7 +72,8 @@ impl Router {
         Router { shared, accounts: HashMap::new(), control }
     }
 
-    fn gateway(&self) -> &str {
+    /// The gateway's domain, T.
+    pub fn gateway(&self) -> &str {
         &self.shared.config.jid
     }
 

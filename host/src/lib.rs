@@ -83,6 +83,7 @@ pub async fn run(prepared: Prepared, shutdown: watch::Receiver<bool>, ready: Opt
     let (control_tx, mut control) = mpsc::unbounded_channel();
     let mut router = Router::new(shared, control_tx);
     let mut ready = ready;
+    let mut first_connect = true;
     let mut shutdown = shutdown;
 
     loop {
@@ -90,8 +91,11 @@ pub async fn run(prepared: Prepared, shutdown: watch::Receiver<bool>, ready: Opt
             ev = events.recv() => match ev {
                 Some(LinkEvent::Connected) => {
                     router.probe_registered().await;
+                    if first_connect {
+                        first_connect = false;
+                        info!(jid = %router.gateway(), "pizzja ready");
+                    }
                     if let Some(r) = ready.take() {
-                        info!("pizzja ready");
                         let _ = r.send(());
                     }
                 }

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let (Command::Run { config } | Command::Check { config }) = &cli.command;
     let prepared = match Config::load(config).and_then(pizzja_host::prepare) {

@@ -143,9 +143,9 @@ impl Prosody {
         std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default()
     }
 
-    /// The gateway configuration for this server, plus `extra` TOML.
-    pub fn gateway_config(&self, database: &Path, extra: &str) -> Config {
-        let text = format!(
+    /// The gateway configuration for this server as TOML, plus `extra`.
+    pub fn gateway_toml(&self, database: &Path, extra: &str) -> String {
+        format!(
             r#"
 [component]
 jid = "{GW}"
@@ -167,8 +167,12 @@ login_timeout_secs = 10
             component = self.component,
             c2s = self.c2s,
             db = database.display(),
-        );
-        Config::parse(&text, Path::new(".")).expect("test configuration is valid")
+        )
+    }
+
+    /// The gateway configuration for this server, plus `extra` TOML.
+    pub fn gateway_config(&self, database: &Path, extra: &str) -> Config {
+        Config::parse(&self.gateway_toml(database, extra), Path::new(".")).expect("test configuration is valid")
     }
 }
 

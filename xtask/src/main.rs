@@ -1,0 +1,76 @@
+//! `cargo xtask setup | demo | test`: what the README's quickstart runs.
+//!
+//! `setup` installs what a fresh Debian machine lacks (Prosody, the
+//! wasm32-wasip2 target); `demo` and `test` run it first, so each is one
+//! command on a fresh machine.
+
+use anyhow::{Context, Result, bail};
+use std::process::Command;
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    match task.as_str() {
+        "setup" => setup(),
+        "demo" => {
+            setup()?;
+            cargo(&["build", "--quiet", "-p", "pizzja-host", "-p", "pizzja-tests", "--bins"])?;
+            run(&mut Command::new(target_dir().join("debug/demo")))
+        }
+        "test" => {
+            setup()?;
+            cargo(&["test", "--workspace", "--all-targets"])
+        }
+        _ => {
+            eprintln!("usage: cargo xtask <setup|demo|test>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {cmd} >/dev/null")]).status().is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"))
+}
+
+/// Installs Prosody (Debian's package) and the wasm32-wasip2 target when
+/// missing. The test Prosody is started by the tests themselves, so the
+/// system service Debian starts on install is stopped again.
+fn setup() -> Result<()> {
+    if !have("prosody") {
+        if !is_root() {
+            bail!("Prosody is missing: run `sudo apt-get install -y prosody`, then try again");
+        }
+        eprintln!("xtask: installing prosody (apt-get)");
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get").args(["install", "-y", "-qq", "prosody"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        // Not needed running; ignore failure where there is no init system.
+        let _ = Command::new("sh").args(["-c", "service prosody stop >/dev/null 2>&1 || true"]).status();
+    }
+    let targets = Command::new("rustup").args(["target", "list", "--installed"]).output().context("rustup is needed")?;
+    if !String::from_utf8_lossy(&targets.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
+        eprintln!("xtask: adding the wasm32-wasip2 target (rustup)");
+        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args(args))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("failed to run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
