@@ -57,7 +57,10 @@ impl Config {
 
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -116,12 +119,20 @@ impl Facts {
 impl Action {
     /// Sends the event's stanza through foreign session `session` to `to`.
     pub fn forward_foreign(session: &str, to: Option<String>) -> Action {
-        Action::SendForeign(SendForeign { session: session.to_string(), to, content: Content::Original })
+        Action::SendForeign(SendForeign {
+            session: session.to_string(),
+            to,
+            content: Content::Original,
+        })
     }
 
     /// Sends a stanza the policy wrote through foreign session `session`.
     pub fn send_foreign_xml(session: &str, to: Option<String>, xml: String) -> Action {
-        Action::SendForeign(SendForeign { session: session.to_string(), to, content: Content::Xml(xml) })
+        Action::SendForeign(SendForeign {
+            session: session.to_string(),
+            to,
+            content: Content::Xml(xml),
+        })
     }
 
     /// Sends the event's stanza to the account's resource `to_resource`,
@@ -131,18 +142,32 @@ impl Action {
         from_node: Option<String>,
         from_resource: Option<String>,
     ) -> Action {
-        Action::SendLocal(SendLocal { to_resource, from_node, from_resource, content: Content::Original })
+        Action::SendLocal(SendLocal {
+            to_resource,
+            from_node,
+            from_resource,
+            content: Content::Original,
+        })
     }
 
     /// Sends a stanza the policy wrote to the account's resource
     /// `to_resource` (or bare JID), from the gateway itself.
     pub fn send_local_from_gateway(to_resource: Option<String>, xml: String) -> Action {
-        Action::SendLocal(SendLocal { to_resource, from_node: None, from_resource: None, content: Content::Xml(xml) })
+        Action::SendLocal(SendLocal {
+            to_resource,
+            from_node: None,
+            from_resource: None,
+            content: Content::Xml(xml),
+        })
     }
 
     /// Answers the event's stanza with an error.
     pub fn reply_error(type_: ErrorType, condition: &str, text: impl Into<String>) -> Action {
-        Action::ReplyError(StanzaError { type_, condition: condition.to_string(), text: Some(text.into()) })
+        Action::ReplyError(StanzaError {
+            type_,
+            condition: condition.to_string(),
+            text: Some(text.into()),
+        })
     }
 
     /// A line for the host's log.
@@ -176,7 +201,12 @@ pub mod xml {
 
     /// A presence stanza: `type_` empty for available; optional show,
     /// status and priority.
-    pub fn presence(type_: &str, show: Option<&str>, status: Option<&str>, priority: Option<i8>) -> String {
+    pub fn presence(
+        type_: &str,
+        show: Option<&str>,
+        status: Option<&str>,
+        priority: Option<i8>,
+    ) -> String {
         let mut out = String::from("<presence xmlns='jabber:client'");
         if !type_.is_empty() {
             out.push_str(&format!(" type='{}'", escape_text(type_)));
@@ -197,6 +227,9 @@ pub mod xml {
 
     /// A chat message with a body.
     pub fn chat(body: &str) -> String {
-        format!("<message xmlns='jabber:client' type='chat'><body>{}</body></message>", escape_text(body))
+        format!(
+            "<message xmlns='jabber:client' type='chat'><body>{}</body></message>",
+            escape_text(body)
+        )
     }
 }

@@ -134,7 +134,16 @@ mod tests {
     #[test]
     fn survives_hostile_input() {
         for input in [
-            "\\", "\\\\", "\\4", "\\40", "a\\", "\\é", "é\\4é", "\\\u{10FFFF}0", "", "@@@",
+            "\\",
+            "\\\\",
+            "\\4",
+            "\\40",
+            "a\\",
+            "\\é",
+            "é\\4é",
+            "\\\u{10FFFF}0",
+            "",
+            "@@@",
         ] {
             let once = unescape(input);
             assert_eq!(unescape(&escape(&once)), once, "round trip of {input:?}");
@@ -143,7 +152,13 @@ mod tests {
 
     #[test]
     fn round_trips_whole_bare_jids() {
-        for jid in ["me@remote.net", "remote.net", r"odd\40name@x.org", "a b@c.d", r"c:\5c@x"] {
+        for jid in [
+            "me@remote.net",
+            "remote.net",
+            r"odd\40name@x.org",
+            "a b@c.d",
+            r"c:\5c@x",
+        ] {
             let escaped = escape(jid);
             assert!(!escaped.contains('@'), "{escaped} still holds an @");
             assert_eq!(unescape(&escaped), jid);

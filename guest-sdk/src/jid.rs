@@ -30,7 +30,11 @@ impl<'a> JidParts<'a> {
         if domain.is_empty() || domain.contains('@') || node.is_some_and(|n| n.contains('@')) {
             return None;
         }
-        Some(JidParts { node, domain, resource })
+        Some(JidParts {
+            node,
+            domain,
+            resource,
+        })
     }
 
     /// The bare JID (`node@domain` or `domain`) as text.
@@ -60,7 +64,10 @@ mod tests {
     #[test]
     fn parses_full_bare_and_domain_jids() {
         let j = JidParts::parse("alice@example.org/Work/phone").expect("valid");
-        assert_eq!((j.node, j.domain, j.resource), (Some("alice"), "example.org", Some("Work/phone")));
+        assert_eq!(
+            (j.node, j.domain, j.resource),
+            (Some("alice"), "example.org", Some("Work/phone"))
+        );
         assert_eq!(j.bare(), "alice@example.org");
         let d = JidParts::parse("remote.net").expect("valid");
         assert_eq!((d.node, d.domain, d.resource), (None, "remote.net", None));

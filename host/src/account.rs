@@ -105,7 +105,10 @@ pub struct Account {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Starts the task of `reg`'s account.
@@ -173,8 +176,14 @@ impl Account {
     async fn on_local(&mut self, mut el: Element) {
         let Some(kind) = Kind::of(&el) else { return };
         let from: Option<Jid> = el.attr("from").and_then(|f| Jid::new(f).ok());
-        let resource = from.as_ref().and_then(|f| f.resource()).map(|r| r.to_string());
-        let to_gateway = el.attr("to").and_then(|t| Jid::new(t).ok()).is_some_and(|t| t.node().is_none());
+        let resource = from
+            .as_ref()
+            .and_then(|f| f.resource())
+            .map(|r| r.to_string());
+        let to_gateway = el
+            .attr("to")
+            .and_then(|t| Jid::new(t).ok())
+            .is_some_and(|t| t.node().is_none());
         let now = now_ms();
         let type_ = el.attr("type").unwrap_or("").to_string();
 
@@ -193,7 +202,10 @@ impl Account {
         let mut answers = None;
         if kind == Kind::Iq && (type_ == "result" || type_ == "error") {
             let id = el.attr("id").unwrap_or("").to_string();
-            let matches = self.pending_in.get(&id).is_some_and(|p| Some(&p.controller) == resource.as_ref());
+            let matches = self
+                .pending_in
+                .get(&id)
+                .is_some_and(|p| Some(&p.controller) == resource.as_ref());
             if matches && let Some(p) = self.pending_in.remove(&id) {
                 set_attr(&mut el, "id", p.original_id.clone());
                 answers = Some(wit::IqRequest {
@@ -209,15 +221,23 @@ impl Account {
             sender_resource: resource.clone(),
             answers,
         });
-        let current = Current { stanza: Some(el), side: Side::Local { resource } };
+        let current = Current {
+            stanza: Some(el),
+            side: Side::Local { resource },
+        };
         self.decide_and_apply(event, current).await;
     }
 
     fn controller_online(&mut self, resource: &str, el: &Element, now: u64) {
-        let child = |name: &str| el.get_child(name, crate::xmpp::NS_CLIENT).map(Element::text);
+        let child = |name: &str| {
+            el.get_child(name, crate::xmpp::NS_CLIENT)
+                .map(Element::text)
+        };
         let show = child("show");
         let status = child("status");
-        let priority = child("priority").and_then(|p| p.trim().parse().ok()).unwrap_or(0);
+        let priority = child("priority")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0);
         match self.controllers.iter_mut().find(|c| c.resource == resource) {
             Some(c) => {
                 c.show = show;
@@ -238,7 +258,10 @@ impl Account {
     // ---- foreign side ----------------------------------------------------
 
     async fn on_report(&mut self, (session, generation): Tag, report: Report) {
-        let current = self.sessions.get(&session).is_some_and(|s| s.generation == generation);
+        let current = self
+            .sessions
+            .get(&session)
+            .is_some_and(|s| s.generation == generation);
         if !current {
             // A report from a session already replaced or closed.
             if let Report::Failed { unsent, .. } = report {
@@ -246,27 +269,58 @@ impl Account {
             }
             return;
         }
-        let change = |state, reason| wit::Event::Session(wit::SessionChange { session: session.clone(), state, reason });
+        let change = |state, reason| {
+            wit::Event::Session(wit::SessionChange {
+                session: session.clone(),
+                state,
+                reason,
+            })
+        };
         match report {
             Report::Stanza(el) => self.on_foreign(session, el).await,
             Report::Online | Report::Resumed => {
                 self.set_state(&session, wit::SessionState::Online);
                 if matches!(report, Report::Online) {
                     let ev = change(wit::SessionState::Online, None);
-                    self.decide_and_apply(ev, Current { stanza: None, side: Side::Internal }).await;
+                    self.decide_and_apply(
+                        ev,
+                        Current {
+                            stanza: None,
+                            side: Side::Internal,
+                        },
+                    )
+                    .await;
                 }
             }
             Report::Reconnecting(why) => {
                 self.set_state(&session, wit::SessionState::Reconnecting);
                 let ev = change(wit::SessionState::Reconnecting, Some(why));
-                self.decide_and_apply(ev, Current { stanza: None, side: Side::Internal }).await;
+                self.decide_and_apply(
+                    ev,
+                    Current {
+                        stanza: None,
+                        side: Side::Internal,
+                    },
+                )
+                .await;
             }
             Report::Failed { reason, unsent } => {
                 self.set_state(&session, wit::SessionState::Failed);
                 let why = reason.to_string();
-                self.bounce(unsent, &format!("the foreign session could not log in: {why}")).await;
+                self.bounce(
+                    unsent,
+                    &format!("the foreign session could not log in: {why}"),
+                )
+                .await;
                 let ev = change(wit::SessionState::Failed, Some(why));
-                self.decide_and_apply(ev, Current { stanza: None, side: Side::Internal }).await;
+                self.decide_and_apply(
+                    ev,
+                    Current {
+                        stanza: None,
+                        side: Side::Internal,
+                    },
+                )
+                .await;
             }
             Report::Rejected(out, why) => self.bounce(vec![out], &why).await,
             Report::Closed => {
@@ -283,7 +337,11 @@ impl Account {
 
     async fn bounce(&self, unsent: Vec<Outgoing>, why: &str) {
         for out in unsent {
-            if let Some(reply) = out.origin.as_ref().and_then(|o| error_reply(o, "wait", "service-unavailable", Some(why))) {
+            if let Some(reply) = out
+                .origin
+                .as_ref()
+                .and_then(|o| error_reply(o, "wait", "service-unavailable", Some(why)))
+            {
                 self.to_local(reply).await;
             }
         }
@@ -301,7 +359,11 @@ impl Account {
             });
             if fits && let Some(p) = self.pending_out.remove(&id) {
                 set_attr(&mut el, "id", p.original_id.clone());
-                answers = Some(wit::IqRequest { requester: p.requester, peer: None, payload_ns: p.payload_ns });
+                answers = Some(wit::IqRequest {
+                    requester: p.requester,
+                    peer: None,
+                    payload_ns: p.payload_ns,
+                });
             }
         }
         let event = wit::Event::Foreign(wit::ForeignStanza {
@@ -309,7 +371,14 @@ impl Account {
             stanza: wit_stanza(kind, &el),
             answers,
         });
-        self.decide_and_apply(event, Current { stanza: Some(el), side: Side::Foreign { session } }).await;
+        self.decide_and_apply(
+            event,
+            Current {
+                stanza: Some(el),
+                side: Side::Foreign { session },
+            },
+        )
+        .await;
     }
 
     /// RFC 6120 section 10.1.4: an answer comes from where the request
@@ -331,12 +400,22 @@ impl Account {
     async fn on_timer(&mut self, timer: Timer) {
         match timer {
             Timer::Outbound(id) => {
-                let Some(p) = self.pending_out.remove(&id) else { return };
+                let Some(p) = self.pending_out.remove(&id) else {
+                    return;
+                };
                 let mut iq = Element::bare("iq", crate::xmpp::NS_CLIENT);
                 set_attr(&mut iq, "type", Some("error".into()));
                 set_attr(&mut iq, "id", p.original_id);
-                set_attr(&mut iq, "from", Some(p.local_to.unwrap_or_else(|| self.gateway().to_string())));
-                set_attr(&mut iq, "to", Some(format!("{}/{}", self.reg.local, p.requester)));
+                set_attr(
+                    &mut iq,
+                    "from",
+                    Some(p.local_to.unwrap_or_else(|| self.gateway().to_string())),
+                );
+                set_attr(
+                    &mut iq,
+                    "to",
+                    Some(format!("{}/{}", self.reg.local, p.requester)),
+                );
                 iq.append_child(crate::xmpp::error_element(
                     "wait",
                     "remote-server-timeout",
@@ -345,7 +424,9 @@ impl Account {
                 self.to_local(iq).await;
             }
             Timer::Inbound(id) => {
-                let Some(p) = self.pending_in.remove(&id) else { return };
+                let Some(p) = self.pending_in.remove(&id) else {
+                    return;
+                };
                 let mut iq = Element::bare("iq", crate::xmpp::NS_CLIENT);
                 set_attr(&mut iq, "type", Some("error".into()));
                 set_attr(&mut iq, "id", p.original_id);
@@ -355,7 +436,14 @@ impl Account {
                     "remote-server-timeout",
                     Some("no controller answered in time"),
                 ));
-                self.send_session(&p.session, Outgoing { stanza: iq, origin: None }).await;
+                self.send_session(
+                    &p.session,
+                    Outgoing {
+                        stanza: iq,
+                        origin: None,
+                    },
+                )
+                .await;
             }
         }
     }
@@ -373,7 +461,7 @@ impl Account {
 
     fn facts(&self) -> wit::Facts {
         let mut controllers: Vec<&Controller> = self.controllers.iter().collect();
-        controllers.sort_by(|a, b| b.last_active_ms.cmp(&a.last_active_ms));
+        controllers.sort_by_key(|c| std::cmp::Reverse(c.last_active_ms));
         wit::Facts {
             local_jid: self.reg.local.to_string(),
             foreign_jid: self.reg.foreign.to_string(),
@@ -392,7 +480,10 @@ impl Account {
             sessions: self
                 .sessions
                 .iter()
-                .map(|(r, s)| wit::Session { resource: r.clone(), state: s.state })
+                .map(|(r, s)| wit::Session {
+                    resource: r.clone(),
+                    state: s.state,
+                })
                 .collect(),
             now_ms: now_ms(),
         }
@@ -417,14 +508,31 @@ impl Account {
         }
     }
 
-    async fn reply_error(&self, current: &Current, type_: &str, condition: &str, text: Option<&str>) {
-        let Some(stanza) = &current.stanza else { return };
-        let Some(mut reply) = error_reply(stanza, type_, condition, text) else { return };
+    async fn reply_error(
+        &self,
+        current: &Current,
+        type_: &str,
+        condition: &str,
+        text: Option<&str>,
+    ) {
+        let Some(stanza) = &current.stanza else {
+            return;
+        };
+        let Some(mut reply) = error_reply(stanza, type_, condition, text) else {
+            return;
+        };
         match &current.side {
             Side::Local { .. } => self.to_local(reply).await,
             Side::Foreign { session } => {
                 set_attr(&mut reply, "from", None);
-                self.send_session(session, Outgoing { stanza: reply, origin: None }).await;
+                self.send_session(
+                    session,
+                    Outgoing {
+                        stanza: reply,
+                        origin: None,
+                    },
+                )
+                .await;
             }
             Side::Internal => {}
         }
@@ -451,7 +559,8 @@ impl Account {
                     wit::ErrorType::Modify => "modify",
                     wit::ErrorType::Wait => "wait",
                 };
-                self.reply_error(current, type_, &e.condition, e.text.as_deref()).await;
+                self.reply_error(current, type_, &e.condition, e.text.as_deref())
+                    .await;
             }
             wit::Action::OpenSession(a) => self.open_session(a, current).await,
             wit::Action::CloseSession(a) => {
@@ -468,14 +577,24 @@ impl Account {
     }
 
     async fn open_session(&mut self, a: String, current: &Current) {
-        if self.sessions.get(&a).is_some_and(|s| s.state != wit::SessionState::Failed) {
+        if self
+            .sessions
+            .get(&a)
+            .is_some_and(|s| s.state != wit::SessionState::Failed)
+        {
             return;
         }
         let jid = match FullJid::new(&format!("{}/{a}", self.reg.foreign)) {
             Ok(j) => j,
             Err(e) => {
                 warn!(resource = %a, error = %e, "policy asked for a session with an invalid resource");
-                self.reply_error(current, "modify", "jid-malformed", Some("invalid foreign resource")).await;
+                self.reply_error(
+                    current,
+                    "modify",
+                    "jid-malformed",
+                    Some("invalid foreign resource"),
+                )
+                .await;
                 return;
             }
         };
@@ -484,19 +603,31 @@ impl Account {
         let params = SessionParams {
             jid,
             password: self.reg.password.clone(),
-            connector: self.shared.connector_for(self.reg.foreign.domain().as_str()),
+            connector: self
+                .shared
+                .connector_for(self.reg.foreign.domain().as_str()),
             login_timeout: self.shared.config.login_timeout,
             queue_limit: self.shared.config.queue_limit,
         };
         info!(local = %self.reg.local, foreign = %self.reg.foreign, resource = %a, "opening foreign session");
         let tx = foreign::spawn(params, (a.clone(), generation), self.reports_tx.clone());
-        self.sessions.insert(a, Session { tx, state: wit::SessionState::Connecting, generation });
+        self.sessions.insert(
+            a,
+            Session {
+                tx,
+                state: wit::SessionState::Connecting,
+                generation,
+            },
+        );
     }
 
     /// The stanza an action sends: the event's, or one the policy wrote.
     fn content(&self, content: wit::Content, current: &Current) -> Result<Element, String> {
         match content {
-            wit::Content::Original => current.stanza.clone().ok_or_else(|| "this event has no stanza to forward".to_string()),
+            wit::Content::Original => current
+                .stanza
+                .clone()
+                .ok_or_else(|| "this event has no stanza to forward".to_string()),
             wit::Content::Xml(xml) => parse_stanza(&xml),
         }
     }
@@ -504,11 +635,17 @@ impl Account {
     async fn send_session(&self, session: &str, out: Outgoing) {
         match self.sessions.get(session) {
             Some(s) => {
-                if s.tx.send(Command::Send(out)).await.is_err() {
-                    debug!(session, "foreign session ended before the stanza could be queued");
+                if s.tx.send(Command::Send(Box::new(out))).await.is_err() {
+                    debug!(
+                        session,
+                        "foreign session ended before the stanza could be queued"
+                    );
                 }
             }
-            None => self.bounce(vec![out], "the foreign session is not open").await,
+            None => {
+                self.bounce(vec![out], "the foreign session is not open")
+                    .await
+            }
         }
     }
 
@@ -516,7 +653,8 @@ impl Account {
         if !self.sessions.contains_key(&send.session) {
             warn!(session = %send.session, "policy sent through a session that does not exist");
             let text = format!("no foreign session {} is open", send.session);
-            self.reply_error(current, "wait", "service-unavailable", Some(&text)).await;
+            self.reply_error(current, "wait", "service-unavailable", Some(&text))
+                .await;
             return;
         }
         let is_original = matches!(send.content, wit::Content::Original);
@@ -524,14 +662,21 @@ impl Account {
             Ok(el) => el,
             Err(why) => {
                 warn!(error = %why, "policy wrote an unusable stanza");
-                self.reply_error(current, "wait", "internal-server-error", Some("the gateway's policy failed")).await;
+                self.reply_error(
+                    current,
+                    "wait",
+                    "internal-server-error",
+                    Some("the gateway's policy failed"),
+                )
+                .await;
                 return;
             }
         };
         if let Some(to) = &send.to
             && Jid::new(to).is_err()
         {
-            self.reply_error(current, "modify", "jid-malformed", Some("not a valid JID")).await;
+            self.reply_error(current, "modify", "jid-malformed", Some("not a valid JID"))
+                .await;
             return;
         }
         let local_to = el.attr("to").map(str::to_string);
@@ -542,7 +687,9 @@ impl Account {
         let type_ = el.attr("type").unwrap_or("");
         if Kind::of(&el) == Some(Kind::Iq)
             && (type_ == "get" || type_ == "set")
-            && let Side::Local { resource: Some(requester) } = &current.side
+            && let Side::Local {
+                resource: Some(requester),
+            } = &current.side
         {
             let id = self.fresh_id();
             let pending = PendingOut {
@@ -557,8 +704,13 @@ impl Account {
             self.pending_out.insert(id.clone(), pending);
             self.arm(Timer::Outbound(id));
         }
-        let origin = if is_original && matches!(current.side, Side::Local { .. }) { current.stanza.clone() } else { None };
-        self.send_session(&send.session, Outgoing { stanza: el, origin }).await;
+        let origin = if is_original && matches!(current.side, Side::Local { .. }) {
+            current.stanza.clone()
+        } else {
+            None
+        };
+        self.send_session(&send.session, Outgoing { stanza: el, origin })
+            .await;
     }
 
     async fn send_local(&mut self, send: wit::SendLocal, current: &Current) {
@@ -576,15 +728,23 @@ impl Account {
             None => Ok(Jid::from(self.reg.local.clone())),
         };
         let from = match (&send.from_node, &send.from_resource) {
-            (Some(node), Some(res)) => FullJid::new(&format!("{node}@{}/{res}", self.gateway())).map(Jid::from),
-            (Some(node), None) => BareJid::new(&format!("{node}@{}", self.gateway())).map(Jid::from),
+            (Some(node), Some(res)) => {
+                FullJid::new(&format!("{node}@{}/{res}", self.gateway())).map(Jid::from)
+            }
+            (Some(node), None) => {
+                BareJid::new(&format!("{node}@{}", self.gateway())).map(Jid::from)
+            }
             (None, Some(res)) => FullJid::new(&format!("{}/{res}", self.gateway())).map(Jid::from),
             (None, None) => BareJid::new(self.gateway()).map(Jid::from),
         };
         let (to, from) = match (to, from) {
             (Ok(to), Ok(from)) => (to, from),
             (to, from) => {
-                warn!(?to, ?from, "policy named an address that is not a valid JID; dropped");
+                warn!(
+                    ?to,
+                    ?from,
+                    "policy named an address that is not a valid JID; dropped"
+                );
                 return;
             }
         };
@@ -594,12 +754,17 @@ impl Account {
         let type_ = el.attr("type").unwrap_or("");
         if Kind::of(&el) == Some(Kind::Iq)
             && (type_ == "get" || type_ == "set")
-            && let (Side::Foreign { session }, Some(controller)) = (&current.side, &send.to_resource)
+            && let (Side::Foreign { session }, Some(controller)) =
+                (&current.side, &send.to_resource)
         {
             let id = self.fresh_id();
             let pending = PendingIn {
                 session: session.clone(),
-                foreign_from: current.stanza.as_ref().and_then(|s| s.attr("from")).map(str::to_string),
+                foreign_from: current
+                    .stanza
+                    .as_ref()
+                    .and_then(|s| s.attr("from"))
+                    .map(str::to_string),
                 original_id: el.attr("id").map(str::to_string),
                 controller: controller.clone(),
                 payload_ns: payload_ns(&el),

@@ -170,10 +170,17 @@ impl Config {
         let admins = c
             .admins
             .iter()
-            .map(|a| BareJid::new(a).map_err(|e| anyhow!("`component.admins`: `{a}` is not a bare JID: {e}")))
+            .map(|a| {
+                BareJid::new(a)
+                    .map_err(|e| anyhow!("`component.admins`: `{a}` is not a bare JID: {e}"))
+            })
             .collect::<Result<Vec<_>>>()?;
 
-        let database = base.join(raw.storage.database.unwrap_or_else(|| "pizzja.sqlite3".into()));
+        let database = base.join(
+            raw.storage
+                .database
+                .unwrap_or_else(|| "pizzja.sqlite3".into()),
+        );
 
         let policy = match raw.policy.module.as_deref() {
             None | Some("builtin:default") => PolicySource::BuiltinDefault,
@@ -206,7 +213,9 @@ impl Config {
             .into_iter()
             .map(|(domain, addr)| {
                 let parsed = addr.parse::<SocketAddr>().map_err(|e| {
-                    anyhow!("`foreign.hosts.\"{domain}\"` = `{addr}` is not an IP address and port: {e}")
+                    anyhow!(
+                        "`foreign.hosts.\"{domain}\"` = `{addr}` is not an IP address and port: {e}"
+                    )
                 })?;
                 Ok((domain, parsed))
             })
@@ -269,20 +278,37 @@ secret = "s3cret"
 
     #[test]
     fn policy_config_values_become_strings() {
-        let text = format!("{MINIMAL}\n[policy]\nmodule = \"p.wasm\"\n[policy.config]\ninitial_presence = \"none\"\nlimit = 3\n");
+        let text = format!(
+            "{MINIMAL}\n[policy]\nmodule = \"p.wasm\"\n[policy.config]\ninitial_presence = \"none\"\nlimit = 3\n"
+        );
         let c = Config::parse(&text, Path::new("/x")).expect("valid");
         assert_eq!(c.policy, PolicySource::File("/x/p.wasm".into()));
-        assert!(c.policy_config.contains(&("initial_presence".into(), "none".into())));
+        assert!(
+            c.policy_config
+                .contains(&("initial_presence".into(), "none".into()))
+        );
         assert!(c.policy_config.contains(&("limit".into(), "3".into())));
     }
 
     #[test]
     fn bad_values_name_the_offending_key() {
         let cases = [
-            (format!("{MINIMAL}\n[foreign]\ntls = \"maybe\""), "foreign.tls"),
-            (format!("{MINIMAL}\n[foreign.hosts]\n\"r.net\" = \"nowhere\""), "foreign.hosts"),
-            (format!("{MINIMAL}\n[policy]\nmodule = \"builtin:other\""), "policy.module"),
-            (MINIMAL.replace("gw.example.org", "not a domain@"), "component.jid"),
+            (
+                format!("{MINIMAL}\n[foreign]\ntls = \"maybe\""),
+                "foreign.tls",
+            ),
+            (
+                format!("{MINIMAL}\n[foreign.hosts]\n\"r.net\" = \"nowhere\""),
+                "foreign.hosts",
+            ),
+            (
+                format!("{MINIMAL}\n[policy]\nmodule = \"builtin:other\""),
+                "policy.module",
+            ),
+            (
+                MINIMAL.replace("gw.example.org", "not a domain@"),
+                "component.jid",
+            ),
             (format!("{MINIMAL}\nbogus = 1"), "bogus"),
         ];
         for (text, key) in cases {

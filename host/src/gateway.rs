@@ -69,7 +69,11 @@ pub struct Router {
 impl Router {
     /// A router with no account task running yet.
     pub fn new(shared: Arc<Shared>, control: mpsc::UnboundedSender<Control>) -> Router {
-        Router { shared, accounts: HashMap::new(), control }
+        Router {
+            shared,
+            accounts: HashMap::new(),
+            control,
+        }
     }
 
     /// The gateway's domain, T.
@@ -101,7 +105,8 @@ impl Router {
         };
         info!(count = locals.len(), "probing registered users");
         for local in locals {
-            self.send(presence(self.gateway(), local.as_str(), Some("probe"))).await;
+            self.send(presence(self.gateway(), local.as_str(), Some("probe")))
+                .await;
         }
     }
 
@@ -111,12 +116,14 @@ impl Router {
             Control::Registered(local) => {
                 self.stop_account(&local);
                 // XEP-0100 section 4.1.1: the gateway subscribes to the user.
-                self.send(presence(self.gateway(), local.as_str(), Some("subscribe"))).await;
+                self.send(presence(self.gateway(), local.as_str(), Some("subscribe")))
+                    .await;
             }
             Control::Removed(local) => {
                 self.stop_account(&local);
                 for t in ["unsubscribe", "unsubscribed", "unavailable"] {
-                    self.send(presence(self.gateway(), local.as_str(), Some(t))).await;
+                    self.send(presence(self.gateway(), local.as_str(), Some(t)))
+                        .await;
                 }
             }
         }
@@ -149,7 +156,13 @@ impl Router {
         let to = match el.attr("to").map(Jid::new) {
             Some(Ok(to)) => to,
             _ => {
-                self.reply_error(&el, "modify", "jid-malformed", "the 'to' address is not a valid JID").await;
+                self.reply_error(
+                    &el,
+                    "modify",
+                    "jid-malformed",
+                    "the 'to' address is not a valid JID",
+                )
+                .await;
                 return;
             }
         };
@@ -161,11 +174,26 @@ impl Router {
         if kind == Kind::Iq && (type_ == "result" || type_ == "error") && to.node().is_none() {
             return;
         }
-        let local_domain = self.shared.config.local_domains.iter().any(|d| d == from.domain().as_str());
+        let local_domain = self
+            .shared
+            .config
+            .local_domains
+            .iter()
+            .any(|d| d == from.domain().as_str());
         if !local_domain || from.node().is_none() {
             let is_register = kind == Kind::Iq && el.get_child("query", NS_REGISTER).is_some();
-            let condition = if is_register { "not-allowed" } else { "forbidden" };
-            self.reply_error(&el, "cancel", condition, "this gateway serves only accounts of its local domains").await;
+            let condition = if is_register {
+                "not-allowed"
+            } else {
+                "forbidden"
+            };
+            self.reply_error(
+                &el,
+                "cancel",
+                condition,
+                "this gateway serves only accounts of its local domains",
+            )
+            .await;
             return;
         }
         let local = from.to_bare();
@@ -173,7 +201,12 @@ impl Router {
         if to.node().is_none() {
             match kind {
                 Kind::Iq => return self.gateway_iq(el, local).await,
-                Kind::Presence if matches!(type_.as_str(), "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed") => {
+                Kind::Presence
+                    if matches!(
+                        type_.as_str(),
+                        "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"
+                    ) =>
+                {
                     return self.gateway_subscription(&el, &local, &type_).await;
                 }
                 _ => {}
@@ -184,15 +217,32 @@ impl Router {
             Ok(Some(tx)) => tx,
             Ok(None) => {
                 if kind == Kind::Presence && type_ == "probe" {
-                    self.send(presence(self.gateway(), local.as_str(), Some("unavailable"))).await;
+                    self.send(presence(
+                        self.gateway(),
+                        local.as_str(),
+                        Some("unavailable"),
+                    ))
+                    .await;
                 } else if !(kind == Kind::Presence && type_ == "unavailable") {
-                    self.reply_error(&el, "auth", "registration-required", "register with the gateway first").await;
+                    self.reply_error(
+                        &el,
+                        "auth",
+                        "registration-required",
+                        "register with the gateway first",
+                    )
+                    .await;
                 }
                 return;
             }
             Err(e) => {
                 warn!(error = %e, "registration lookup failed");
-                self.reply_error(&el, "wait", "internal-server-error", "registration store unavailable").await;
+                self.reply_error(
+                    &el,
+                    "wait",
+                    "internal-server-error",
+                    "registration store unavailable",
+                )
+                .await;
                 return;
             }
         };
@@ -208,7 +258,9 @@ impl Router {
         {
             return Ok(Some(tx.clone()));
         }
-        let Some(reg) = self.shared.storage.get(local)? else { return Ok(None) };
+        let Some(reg) = self.shared.storage.get(local)? else {
+            return Ok(None);
+        };
         let tx = account::spawn(reg, self.shared.clone());
         self.accounts.insert(local.clone(), tx.clone());
         Ok(Some(tx))
@@ -220,19 +272,25 @@ impl Router {
         }
         // XEP-0100 section 4.1.1: approve the registered user's subscription.
         let registered = matches!(self.shared.storage.get(local), Ok(Some(_)));
-        let answer = if registered { "subscribed" } else { "unsubscribed" };
+        let answer = if registered {
+            "subscribed"
+        } else {
+            "unsubscribed"
+        };
         let mut p = presence(self.gateway(), local.as_str(), Some(answer));
         set_attr(&mut p, "id", el.attr("id").map(str::to_string));
         self.send(p).await;
         if registered {
-            self.send(presence(self.gateway(), local.as_str(), None)).await;
+            self.send(presence(self.gateway(), local.as_str(), None))
+                .await;
         }
     }
 
     async fn gateway_iq(&self, el: Element, local: BareJid) {
         let type_ = el.attr("type").unwrap_or("");
         let Some(payload) = el.children().next() else {
-            self.reply_error(&el, "modify", "bad-request", "an IQ needs a payload").await;
+            self.reply_error(&el, "modify", "bad-request", "an IQ needs a payload")
+                .await;
             return;
         };
         match (type_, payload.ns().as_str(), payload.name()) {
@@ -240,24 +298,47 @@ impl Router {
             ("set", NS_REGISTER, "query") => self.register_set(el, local).await,
             ("get", NS_GATEWAY, "query") => {
                 let query = Element::builder("query", NS_GATEWAY)
-                    .append(Element::builder("desc", NS_GATEWAY).append("Enter the address of a contact on the foreign network").build())
-                    .append(Element::builder("prompt", NS_GATEWAY).append("XMPP address").build())
+                    .append(
+                        Element::builder("desc", NS_GATEWAY)
+                            .append("Enter the address of a contact on the foreign network")
+                            .build(),
+                    )
+                    .append(
+                        Element::builder("prompt", NS_GATEWAY)
+                            .append("XMPP address")
+                            .build(),
+                    )
                     .build();
                 self.send(result(&el, Some(query))).await;
             }
             ("set", NS_GATEWAY, "query") => {
-                let prompt = payload.get_child("prompt", NS_GATEWAY).map(Element::text).unwrap_or_default();
+                let prompt = payload
+                    .get_child("prompt", NS_GATEWAY)
+                    .map(Element::text)
+                    .unwrap_or_default();
                 match BareJid::new(prompt.trim()) {
                     Ok(j) => {
-                        let translated = format!("{}@{}", pizzja_sdk::escape(j.as_str()), self.gateway());
+                        let translated =
+                            format!("{}@{}", pizzja_sdk::escape(j.as_str()), self.gateway());
                         // XEP-0100 section 6.3: <jid/> (older clients read <prompt/>).
                         let query = Element::builder("query", NS_GATEWAY)
-                            .append(Element::builder("jid", NS_GATEWAY).append(translated.clone()).build())
-                            .append(Element::builder("prompt", NS_GATEWAY).append(translated).build())
+                            .append(
+                                Element::builder("jid", NS_GATEWAY)
+                                    .append(translated.clone())
+                                    .build(),
+                            )
+                            .append(
+                                Element::builder("prompt", NS_GATEWAY)
+                                    .append(translated)
+                                    .build(),
+                            )
                             .build();
                         self.send(result(&el, Some(query))).await;
                     }
-                    Err(_) => self.reply_error(&el, "modify", "jid-malformed", "not a bare JID").await,
+                    Err(_) => {
+                        self.reply_error(&el, "modify", "jid-malformed", "not a bare JID")
+                            .await
+                    }
                 }
             }
             ("get", NS_DISCO_INFO, "query") if payload.attr("node").is_none() => {
@@ -270,23 +351,52 @@ impl Router {
                             .build(),
                     )
                     .build();
-                for var in [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_REGISTER, NS_GATEWAY, NS_PING, NS_VERSION, NS_COMMANDS] {
-                    query.append_child(Element::builder("feature", NS_DISCO_INFO).attr(nc("var"), var).build());
+                for var in [
+                    NS_DISCO_INFO,
+                    NS_DISCO_ITEMS,
+                    NS_REGISTER,
+                    NS_GATEWAY,
+                    NS_PING,
+                    NS_VERSION,
+                    NS_COMMANDS,
+                ] {
+                    query.append_child(
+                        Element::builder("feature", NS_DISCO_INFO)
+                            .attr(nc("var"), var)
+                            .build(),
+                    );
                 }
                 self.send(result(&el, Some(query))).await;
             }
             ("get", NS_DISCO_ITEMS, "query") => {
-                self.send(result(&el, Some(Element::bare("query", NS_DISCO_ITEMS)))).await;
+                self.send(result(&el, Some(Element::bare("query", NS_DISCO_ITEMS))))
+                    .await;
             }
             ("get", NS_PING, "ping") => self.send(result(&el, None)).await,
             ("get", NS_VERSION, "query") => {
                 let query = Element::builder("query", NS_VERSION)
-                    .append(Element::builder("name", NS_VERSION).append("Pizzja").build())
-                    .append(Element::builder("version", NS_VERSION).append(env!("CARGO_PKG_VERSION")).build())
+                    .append(
+                        Element::builder("name", NS_VERSION)
+                            .append("Pizzja")
+                            .build(),
+                    )
+                    .append(
+                        Element::builder("version", NS_VERSION)
+                            .append(env!("CARGO_PKG_VERSION"))
+                            .build(),
+                    )
                     .build();
                 self.send(result(&el, Some(query))).await;
             }
-            _ => self.reply_error(&el, "cancel", "service-unavailable", "the gateway does not offer this").await,
+            _ => {
+                self.reply_error(
+                    &el,
+                    "cancel",
+                    "service-unavailable",
+                    "the gateway does not offer this",
+                )
+                .await
+            }
         }
     }
 
@@ -296,7 +406,11 @@ impl Router {
         match self.shared.storage.get(local) {
             Ok(Some(reg)) => {
                 query.append_child(Element::bare("registered", NS_REGISTER));
-                query.append_child(Element::builder("username", NS_REGISTER).append(reg.foreign.to_string()).build());
+                query.append_child(
+                    Element::builder("username", NS_REGISTER)
+                        .append(reg.foreign.to_string())
+                        .build(),
+                );
             }
             Ok(None) => {
                 query.append_child(
@@ -316,15 +430,30 @@ impl Router {
                 };
                 let form = Element::builder("x", NS_DATA)
                     .attr(nc("type"), "form")
-                    .append(Element::builder("title", NS_DATA).append("Register a foreign account").build())
-                    .append(field("username", "text-single", "Foreign address (user@domain)"))
+                    .append(
+                        Element::builder("title", NS_DATA)
+                            .append("Register a foreign account")
+                            .build(),
+                    )
+                    .append(field(
+                        "username",
+                        "text-single",
+                        "Foreign address (user@domain)",
+                    ))
                     .append(field("password", "text-private", "Password"))
                     .build();
                 query.append_child(form);
             }
             Err(e) => {
                 warn!(error = %e, "registration lookup failed");
-                return self.reply_error(el, "wait", "internal-server-error", "registration store unavailable").await;
+                return self
+                    .reply_error(
+                        el,
+                        "wait",
+                        "internal-server-error",
+                        "registration store unavailable",
+                    )
+                    .await;
             }
         }
         self.send(result(el, Some(query))).await;
@@ -333,7 +462,9 @@ impl Router {
     /// XEP-0077 sections 3.1 and 3.2: register (checked by a real login),
     /// or remove.
     async fn register_set(&self, el: Element, local: BareJid) {
-        let Some(query) = el.get_child("query", NS_REGISTER) else { return };
+        let Some(query) = el.get_child("query", NS_REGISTER) else {
+            return;
+        };
         if query.has_child("remove", NS_REGISTER) {
             match self.shared.storage.remove(&local) {
                 Ok(true) => {
@@ -341,21 +472,46 @@ impl Router {
                     self.send(result(&el, None)).await;
                     let _ = self.control.send(Control::Removed(local));
                 }
-                Ok(false) => self.reply_error(&el, "cancel", "item-not-found", "not registered").await,
+                Ok(false) => {
+                    self.reply_error(&el, "cancel", "item-not-found", "not registered")
+                        .await
+                }
                 Err(e) => {
                     warn!(error = %e, "removing a registration failed");
-                    self.reply_error(&el, "wait", "internal-server-error", "registration store unavailable").await;
+                    self.reply_error(
+                        &el,
+                        "wait",
+                        "internal-server-error",
+                        "registration store unavailable",
+                    )
+                    .await;
                 }
             }
             return;
         }
         let (username, password) = registration_fields(query);
         let (Some(username), Some(password)) = (username, password) else {
-            return self.reply_error(&el, "modify", "not-acceptable", "username and password are required").await;
+            return self
+                .reply_error(
+                    &el,
+                    "modify",
+                    "not-acceptable",
+                    "username and password are required",
+                )
+                .await;
         };
         let foreign = match BareJid::new(username.trim()) {
             Ok(j) if j.node().is_some() => j,
-            _ => return self.reply_error(&el, "modify", "jid-malformed", "the username must be a bare JID user@domain").await,
+            _ => {
+                return self
+                    .reply_error(
+                        &el,
+                        "modify",
+                        "jid-malformed",
+                        "the username must be a bare JID user@domain",
+                    )
+                    .await;
+            }
         };
         let password = Secret(password);
         let shared = self.shared.clone();
@@ -363,10 +519,20 @@ impl Router {
         // The login check takes a while: off the router's path.
         tokio::spawn(async move {
             let connector = shared.connector_for(foreign.domain().as_str());
-            let check = check_credentials(&connector, &Jid::from(foreign.clone()), &password, shared.config.login_timeout).await;
+            let check = check_credentials(
+                &connector,
+                &Jid::from(foreign.clone()),
+                &password,
+                shared.config.login_timeout,
+            )
+            .await;
             let reply = match check {
                 Ok(()) => {
-                    let reg = Registration { local: local.clone(), foreign: foreign.clone(), password };
+                    let reg = Registration {
+                        local: local.clone(),
+                        foreign: foreign.clone(),
+                        password,
+                    };
                     match shared.storage.put(&reg) {
                         Ok(()) => {
                             info!(%local, %foreign, "registered");
@@ -375,16 +541,26 @@ impl Router {
                         }
                         Err(e) => {
                             warn!(error = %e, "storing a registration failed");
-                            error_reply(&el, "wait", "internal-server-error", Some("could not store the registration"))
-                                .unwrap_or_else(|| result(&el, None))
+                            error_reply(
+                                &el,
+                                "wait",
+                                "internal-server-error",
+                                Some("could not store the registration"),
+                            )
+                            .unwrap_or_else(|| result(&el, None))
                         }
                     }
                 }
                 Err(failure) => {
                     info!(%local, %foreign, %failure, "registration refused");
-                    let type_ = if failure.condition() == "not-authorized" { "auth" } else { "wait" };
+                    let type_ = if failure.condition() == "not-authorized" {
+                        "auth"
+                    } else {
+                        "wait"
+                    };
                     let text = failure.to_string();
-                    error_reply(&el, type_, failure.condition(), Some(&text)).unwrap_or_else(|| result(&el, None))
+                    error_reply(&el, type_, failure.condition(), Some(&text))
+                        .unwrap_or_else(|| result(&el, None))
                 }
             };
             let _ = shared.to_local.send(reply).await;
@@ -398,7 +574,12 @@ fn nc(name: &str) -> rxml::NcName {
 
 /// Username and password from the plain fields or from the data form.
 fn registration_fields(query: &Element) -> (Option<String>, Option<String>) {
-    let plain = |name: &str| query.get_child(name, NS_REGISTER).map(Element::text).filter(|s| !s.is_empty());
+    let plain = |name: &str| {
+        query
+            .get_child(name, NS_REGISTER)
+            .map(Element::text)
+            .filter(|s| !s.is_empty())
+    };
     let form = |var: &str| {
         query.get_child("x", NS_DATA).and_then(|x| {
             x.children()
@@ -407,7 +588,10 @@ fn registration_fields(query: &Element) -> (Option<String>, Option<String>) {
                 .map(Element::text)
         })
     };
-    (plain("username").or_else(|| form("username")), plain("password").or_else(|| form("password")))
+    (
+        plain("username").or_else(|| form("username")),
+        plain("password").or_else(|| form("password")),
+    )
 }
 
 fn presence(from: &str, to: &str, type_: Option<&str>) -> Element {

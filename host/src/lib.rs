@@ -45,9 +45,12 @@ pub struct Prepared {
 /// Reads the policy module the configuration names.
 pub fn policy_bytes(source: &PolicySource) -> Result<(String, Vec<u8>)> {
     match source {
-        PolicySource::BuiltinDefault => Ok(("builtin:default".into(), policy::BUILTIN_DEFAULT.to_vec())),
+        PolicySource::BuiltinDefault => {
+            Ok(("builtin:default".into(), policy::BUILTIN_DEFAULT.to_vec()))
+        }
         PolicySource::File(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("failed to read policy `{}`", path.display()))?;
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("failed to read policy `{}`", path.display()))?;
             Ok((path.display().to_string(), bytes))
         }
     }
@@ -58,18 +61,35 @@ pub fn policy_bytes(source: &PolicySource) -> Result<(String, Vec<u8>)> {
 pub fn prepare(config: Config) -> Result<Prepared> {
     let storage = Storage::open(&config.database)?;
     let (name, bytes) = policy_bytes(&config.policy)?;
-    let limits = Limits { deadline: config.decision_timeout, memory: config.memory_limit };
+    let limits = Limits {
+        deadline: config.decision_timeout,
+        memory: config.memory_limit,
+    };
     let engine = PolicyEngine::new(&name, &bytes, config.policy_config.clone(), limits)?;
     let loaded = engine.current();
     info!(policy = %loaded.name, hash = %loaded.hash, "policy loaded");
     let tls = xmpp::foreign::tls_config(config.ca_file.as_deref())?;
-    Ok(Prepared { config, storage, engine, tls })
+    Ok(Prepared {
+        config,
+        storage,
+        engine,
+        tls,
+    })
 }
 
 /// Runs the gateway until `shutdown` turns true. `ready` fires once the
 /// component link is first up.
-pub async fn run(prepared: Prepared, shutdown: watch::Receiver<bool>, ready: Option<oneshot::Sender<()>>) -> Result<()> {
-    let Prepared { config, storage, engine, tls } = prepared;
+pub async fn run(
+    prepared: Prepared,
+    shutdown: watch::Receiver<bool>,
+    ready: Option<oneshot::Sender<()>>,
+) -> Result<()> {
+    let Prepared {
+        config,
+        storage,
+        engine,
+        tls,
+    } = prepared;
     let (to_local, outbound) = mpsc::channel(1024);
     let (events_tx, mut events) = mpsc::channel(1024);
     let link = LinkConfig {
@@ -78,8 +98,19 @@ pub async fn run(prepared: Prepared, shutdown: watch::Receiver<bool>, ready: Opt
         secret: config.secret.clone(),
         ping_to: config.local_domains[0].clone(),
     };
-    let link_task = tokio::spawn(xmpp::component::run(link, events_tx, outbound, shutdown.clone()));
-    let shared = Arc::new(Shared { config, storage, engine, to_local, tls });
+    let link_task = tokio::spawn(xmpp::component::run(
+        link,
+        events_tx,
+        outbound,
+        shutdown.clone(),
+    ));
+    let shared = Arc::new(Shared {
+        config,
+        storage,
+        engine,
+        to_local,
+        tls,
+    });
     let (control_tx, mut control) = mpsc::unbounded_channel();
     let mut router = Router::new(shared, control_tx);
     let mut ready = ready;

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pizzja", version, about = "One foreign XMPP connection, many local controllers")]
+#[command(
+    name = "pizzja",
+    version,
+    about = "One foreign XMPP connection, many local controllers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -41,7 +41,9 @@ impl Storage {
         )
         .with_context(|| format!("failed to prepare database `{}`", path.display()))?;
         restrict_permissions(path);
-        Ok(Storage { conn: Mutex::new(conn) })
+        Ok(Storage {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -85,7 +87,10 @@ impl Storage {
     pub fn remove(&self, local: &BareJid) -> Result<bool> {
         let n = self
             .conn()
-            .execute("DELETE FROM registrations WHERE local_jid = ?1", params![local.as_str()])
+            .execute(
+                "DELETE FROM registrations WHERE local_jid = ?1",
+                params![local.as_str()],
+            )
             .context("failed to delete registration")?;
         Ok(n > 0)
     }
@@ -130,7 +135,11 @@ mod tests {
     fn registrations_survive_reopening_the_database() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db.sqlite3");
-        let r = Registration { local: jid("alice@l.test"), foreign: jid("me@f.test"), password: Secret("pw".into()) };
+        let r = Registration {
+            local: jid("alice@l.test"),
+            foreign: jid("me@f.test"),
+            password: Secret("pw".into()),
+        };
         Storage::open(&path).expect("open").put(&r).expect("put");
         let again = Storage::open(&path).expect("reopen");
         assert_eq!(again.get(&r.local).expect("get"), Some(r.clone()));
@@ -144,10 +153,17 @@ mod tests {
     fn registering_again_replaces_the_foreign_account() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Storage::open(&dir.path().join("db")).expect("open");
-        let mut r = Registration { local: jid("a@l.test"), foreign: jid("x@f.test"), password: Secret("1".into()) };
+        let mut r = Registration {
+            local: jid("a@l.test"),
+            foreign: jid("x@f.test"),
+            password: Secret("1".into()),
+        };
         s.put(&r).expect("put");
         r.foreign = jid("y@f.test");
         s.put(&r).expect("put again");
-        assert_eq!(s.get(&r.local).expect("get").map(|r| r.foreign), Some(jid("y@f.test")));
+        assert_eq!(
+            s.get(&r.local).expect("get").map(|r| r.foreign),
+            Some(jid("y@f.test"))
+        );
     }
 }

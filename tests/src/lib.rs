@@ -100,7 +100,12 @@ impl Prosody {
             .stderr(Stdio::null())
             .spawn()
             .context("failed to start prosody")?;
-        let mut p = Prosody { dir, c2s, component, child };
+        let mut p = Prosody {
+            dir,
+            c2s,
+            component,
+            child,
+        };
         p.wait_ready().await?;
         Ok(p)
     }
@@ -112,7 +117,10 @@ impl Prosody {
                 if let Some(status) = self.child.try_wait()? {
                     bail!("prosody exited with {status}; its log:\n{}", self.log());
                 }
-                if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
                     break;
                 }
                 if tokio::time::Instant::now() > deadline {
@@ -133,7 +141,10 @@ impl Prosody {
             .output()
             .context("failed to run prosodyctl")?;
         if !out.status.success() {
-            bail!("prosodyctl deluser failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "prosodyctl deluser failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -172,7 +183,8 @@ login_timeout_secs = 10
 
     /// The gateway configuration for this server, plus `extra` TOML.
     pub fn gateway_config(&self, database: &Path, extra: &str) -> Config {
-        Config::parse(&self.gateway_toml(database, extra), Path::new(".")).expect("test configuration is valid")
+        Config::parse(&self.gateway_toml(database, extra), Path::new("."))
+            .expect("test configuration is valid")
     }
 }
 
@@ -223,7 +235,9 @@ impl Gateway {
     /// Stops the gateway and waits for it.
     pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(true);
-        tokio::time::timeout(WAIT, self.task).await.context("the gateway did not stop")???;
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .context("the gateway did not stop")???;
         Ok(())
     }
 }
@@ -238,14 +252,25 @@ pub struct Client {
 
 impl Client {
     /// Logs `user@domain/resource` in and waits until it is bound.
-    pub async fn connect(prosody: &Prosody, user: &str, domain: &str, resource: &str) -> Result<Client> {
+    pub async fn connect(
+        prosody: &Prosody,
+        user: &str,
+        domain: &str,
+        resource: &str,
+    ) -> Result<Client> {
         let jid: Jid = format!("{user}@{domain}/{resource}").parse()?;
         let connector = Connector {
             addr: Some(format!("127.0.0.1:{}", prosody.c2s).parse()?),
             tls: ForeignTls::Plaintext,
             tls_config: pizzja_host::xmpp::foreign::tls_config(None)?,
         };
-        let mut stream = StanzaStream::new_c2s(connector, jid.clone(), PASSWORD.into(), Timeouts::tight(), 64);
+        let mut stream = StanzaStream::new_c2s(
+            connector,
+            jid.clone(),
+            PASSWORD.into(),
+            Timeouts::tight(),
+            64,
+        );
         let bound = tokio::time::timeout(WAIT, async {
             while let Some(ev) = stream.next().await {
                 if let Event::Stream(StreamEvent::Reset { bound_jid, .. }) = ev {
@@ -257,7 +282,11 @@ impl Client {
         .await
         .with_context(|| format!("{jid} did not log in"))?
         .with_context(|| format!("{jid}'s stream ended during login"))?;
-        Ok(Client { jid: bound_jid_text(&bound), stream, inbox: VecDeque::new() })
+        Ok(Client {
+            jid: bound_jid_text(&bound),
+            stream,
+            inbox: VecDeque::new(),
+        })
     }
 
     /// The client's bare JID.
@@ -268,7 +297,8 @@ impl Client {
     /// Sends a stanza written as XML (namespace jabber:client is added).
     pub async fn send(&self, xml: &str) {
         let el = parse(xml);
-        let stanza = Stanza::try_from(el).unwrap_or_else(|e| panic!("test stanza {xml} is invalid: {e}"));
+        let stanza =
+            Stanza::try_from(el).unwrap_or_else(|e| panic!("test stanza {xml} is invalid: {e}"));
         self.stream.send(Box::new(stanza)).await;
     }
 
@@ -314,11 +344,18 @@ impl Client {
     /// Becomes an interested and available resource (RFC 6121): asks for
     /// the roster, then sends initial presence.
     pub async fn go_online(&mut self) {
-        self.send("<iq type='get' id='roster-get'><query xmlns='jabber:iq:roster'/></iq>").await;
-        self.expect("the roster", |e| e.name() == "iq" && e.attr("id") == Some("roster-get")).await;
+        self.send("<iq type='get' id='roster-get'><query xmlns='jabber:iq:roster'/></iq>")
+            .await;
+        self.expect("the roster", |e| {
+            e.name() == "iq" && e.attr("id") == Some("roster-get")
+        })
+        .await;
         self.send("<presence/>").await;
         let me = self.jid.clone();
-        self.expect("own presence", |e| e.name() == "presence" && e.attr("from") == Some(me.as_str())).await;
+        self.expect("own presence", |e| {
+            e.name() == "presence" && e.attr("from") == Some(me.as_str())
+        })
+        .await;
     }
 
     /// Logs out cleanly (the server sends unavailable presence for it).
@@ -339,7 +376,9 @@ pub fn parse(xml: &str) -> Element {
         let end = xml.find(['>', '/', ' ']).expect("an element");
         format!("{} xmlns='jabber:client'{}", &xml[..end], &xml[end..])
     };
-    with_ns.parse().unwrap_or_else(|e| panic!("test XML {xml} does not parse: {e}"))
+    with_ns
+        .parse()
+        .unwrap_or_else(|e| panic!("test XML {xml} does not parse: {e}"))
 }
 
 /// The element as XML text.
@@ -377,24 +416,41 @@ pub async fn register(client: &mut Client, foreign: &str, password: &str) -> Ele
             "<iq type='set' id='reg1' to='{GW}'><query xmlns='jabber:iq:register'><username>{foreign}</username><password>{password}</password></query></iq>"
         ))
         .await;
-    client.expect("registration answer", |e| e.name() == "iq" && e.attr("id") == Some("reg1")).await
+    client
+        .expect("registration answer", |e| {
+            e.name() == "iq" && e.attr("id") == Some("reg1")
+        })
+        .await
 }
 
 /// Registers (the client must have gone online) and completes the
 /// subscription handshake; panics on failure.
 pub async fn register_ok(client: &mut Client, foreign: &str) {
     let answer = register(client, foreign, PASSWORD).await;
-    assert_eq!(answer.attr("type"), Some("result"), "registration failed: {}", xml(&answer));
+    assert_eq!(
+        answer.attr("type"),
+        Some("result"),
+        "registration failed: {}",
+        xml(&answer)
+    );
     client
         .expect("the gateway's subscription request", |e| {
-            e.name() == "presence" && e.attr("type") == Some("subscribe") && e.attr("from") == Some(GW)
+            e.name() == "presence"
+                && e.attr("type") == Some("subscribe")
+                && e.attr("from") == Some(GW)
         })
         .await;
-    client.send(&format!("<presence type='subscribed' to='{GW}'/>")).await;
-    client.send(&format!("<presence type='subscribe' to='{GW}'/>")).await;
+    client
+        .send(&format!("<presence type='subscribed' to='{GW}'/>"))
+        .await;
+    client
+        .send(&format!("<presence type='subscribe' to='{GW}'/>"))
+        .await;
     client
         .expect("the gateway's approval", |e| {
-            e.name() == "presence" && e.attr("type") == Some("subscribed") && e.attr("from") == Some(GW)
+            e.name() == "presence"
+                && e.attr("type") == Some("subscribed")
+                && e.attr("from") == Some(GW)
         })
         .await;
 }

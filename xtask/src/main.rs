@@ -13,7 +13,15 @@ fn main() -> Result<()> {
         "setup" => setup(),
         "demo" => {
             setup()?;
-            cargo(&["build", "--quiet", "-p", "pizzja-host", "-p", "pizzja-tests", "--bins"])?;
+            cargo(&[
+                "build",
+                "--quiet",
+                "-p",
+                "pizzja-host",
+                "-p",
+                "pizzja-tests",
+                "--bins",
+            ])?;
             run(&mut Command::new(target_dir().join("debug/demo")))
         }
         "test" => {
@@ -34,11 +42,17 @@ fn target_dir() -> std::path::PathBuf {
 }
 
 fn have(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {cmd} >/dev/null")]).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd} >/dev/null")])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
 }
 
 /// Installs Prosody (Debian's package) and the wasm32-wasip2 target when
@@ -51,12 +65,22 @@ fn setup() -> Result<()> {
         }
         eprintln!("xtask: installing prosody (apt-get)");
         run(Command::new("apt-get").args(["update", "-qq"]))?;
-        run(Command::new("apt-get").args(["install", "-y", "-qq", "prosody"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "prosody"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
         // Not needed running; ignore failure where there is no init system.
-        let _ = Command::new("sh").args(["-c", "service prosody stop >/dev/null 2>&1 || true"]).status();
+        let _ = Command::new("sh")
+            .args(["-c", "service prosody stop >/dev/null 2>&1 || true"])
+            .status();
     }
-    let targets = Command::new("rustup").args(["target", "list", "--installed"]).output().context("rustup is needed")?;
-    if !String::from_utf8_lossy(&targets.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
+    let targets = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed")?;
+    if !String::from_utf8_lossy(&targets.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-wasip2")
+    {
         eprintln!("xtask: adding the wasm32-wasip2 target (rustup)");
         run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
     }
@@ -68,7 +92,9 @@ fn cargo(args: &[&str]) -> Result<()> {
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("failed to run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }

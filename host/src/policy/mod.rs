@@ -60,7 +60,10 @@ struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -91,16 +94,30 @@ pub struct PolicyEngine {
 impl PolicyEngine {
     /// Makes an engine and loads the first policy; fails with a message that
     /// says what is wrong with the module.
-    pub fn new(name: &str, bytes: &[u8], config: Vec<(String, String)>, limits: Limits) -> Result<PolicyEngine> {
+    pub fn new(
+        name: &str,
+        bytes: &[u8],
+        config: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<PolicyEngine> {
         let mut wc = WasmConfig::new();
         wc.epoch_interruption(true);
-        let engine = wt(Engine::new(&wc), || "failed to create the wasm engine".into())?;
+        let engine = wt(Engine::new(&wc), || {
+            "failed to create the wasm engine".into()
+        })?;
         let mut linker = Linker::new(&engine);
         // std guests import WASI even when unused; linked with nothing granted.
-        wt(wasmtime_wasi::p2::add_to_linker_sync(&mut linker), || "failed to link WASI".into())?;
+        wt(wasmtime_wasi::p2::add_to_linker_sync(&mut linker), || {
+            "failed to link WASI".into()
+        })?;
         start_ticker(&engine);
         let placeholder = Self::compile_with(&engine, &linker, limits, name, bytes, config)?;
-        Ok(PolicyEngine { engine, linker, limits, current: RwLock::new(Arc::new(placeholder)) })
+        Ok(PolicyEngine {
+            engine,
+            linker,
+            limits,
+            current: RwLock::new(Arc::new(placeholder)),
+        })
     }
 
     fn compile_with(
@@ -118,25 +135,52 @@ impl PolicyEngine {
             format!("policy `{name}` imports something the host does not provide")
         })?;
         let pre = wt(bindings::PolicyPre::new(pre), || {
-            format!("policy `{name}` does not export the world `pizzja:policy/policy@0.1.0` (init, decide)")
+            format!(
+                "policy `{name}` does not export the world `pizzja:policy/policy@0.1.0` (init, decide)"
+            )
         })?;
         let hash = hex::encode(Sha1::digest(bytes));
-        let loaded = Loaded { name: name.to_string(), hash, pre, config, idle: Mutex::new(Vec::new()) };
+        let loaded = Loaded {
+            name: name.to_string(),
+            hash,
+            pre,
+            config,
+            idle: Mutex::new(Vec::new()),
+        };
         // Prove it instantiates and accepts its configuration before use.
         let first = instantiate(engine, &loaded, limits).map_err(|e| anyhow::anyhow!("{e}"))?;
-        loaded.idle.lock().unwrap_or_else(|p| p.into_inner()).push(first);
+        loaded
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(first);
         Ok(loaded)
     }
 
     /// The policy deciding now.
     pub fn current(&self) -> Arc<Loaded> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Compiles and validates a module, then makes it current. On error the
     /// running policy stays.
-    pub fn replace(&self, name: &str, bytes: &[u8], config: Vec<(String, String)>) -> Result<Arc<Loaded>> {
-        let loaded = Arc::new(Self::compile_with(&self.engine, &self.linker, self.limits, name, bytes, config)?);
+    pub fn replace(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        config: Vec<(String, String)>,
+    ) -> Result<Arc<Loaded>> {
+        let loaded = Arc::new(Self::compile_with(
+            &self.engine,
+            &self.linker,
+            self.limits,
+            name,
+            bytes,
+            config,
+        )?);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded.clone();
         Ok(loaded)
     }
@@ -153,11 +197,18 @@ impl PolicyEngine {
         inst.store.set_epoch_deadline(ticks(self.limits.deadline));
         match inst.policy.call_decide(&mut inst.store, event, facts) {
             Ok(actions) => {
-                loaded.idle.lock().unwrap_or_else(|p| p.into_inner()).push(inst);
+                loaded
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(inst);
                 Ok(actions)
             }
             // The instance is poisoned after a trap: drop it.
-            Err(e) => Err(DecideError::Trap { policy: loaded.name.clone(), reason: format!("{e:#}") }),
+            Err(e) => Err(DecideError::Trap {
+                policy: loaded.name.clone(),
+                reason: format!("{e:#}"),
+            }),
         }
     }
 }
@@ -172,17 +223,26 @@ fn ticks(d: Duration) -> u64 {
 }
 
 fn instantiate(engine: &Engine, loaded: &Loaded, limits: Limits) -> Result<Instance, DecideError> {
-    let fail = |reason: String| DecideError::Instantiate { policy: loaded.name.clone(), reason };
+    let fail = |reason: String| DecideError::Instantiate {
+        policy: loaded.name.clone(),
+        reason,
+    };
     let state = State {
         // No files, no network, no environment, no arguments: nothing granted.
         wasi: WasiCtx::builder().build(),
         table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new().memory_size(limits.memory).trap_on_grow_failure(true).build(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(limits.memory)
+            .trap_on_grow_failure(true)
+            .build(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(ticks(limits.deadline));
-    let policy = loaded.pre.instantiate(&mut store).map_err(|e| fail(format!("{e:#}")))?;
+    let policy = loaded
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| fail(format!("{e:#}")))?;
     store.set_epoch_deadline(ticks(limits.deadline));
     match policy.call_init(&mut store, &loaded.config) {
         Ok(Ok(())) => Ok(Instance { store, policy }),

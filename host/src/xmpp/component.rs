@@ -30,7 +30,12 @@ pub struct VersionPatch<S> {
 impl<S> VersionPatch<S> {
     /// Wraps a byte stream.
     pub fn new(inner: S) -> Self {
-        VersionPatch { inner, scanned: Vec::new(), ready: Vec::new(), done: false }
+        VersionPatch {
+            inner,
+            scanned: Vec::new(),
+            ready: Vec::new(),
+            done: false,
+        }
     }
 
     fn scan(&mut self) {
@@ -97,10 +102,16 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for VersionPatch<S>
     ) -> std::task::Poll<std::io::Result<usize>> {
         std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
     }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_flush(cx)
     }
-    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -139,9 +150,22 @@ async fn connect(cfg: &LinkConfig) -> anyhow::Result<Stream> {
     let tcp = TcpStream::connect(&cfg.server).await?;
     // Nagle costs ~40-90 ms per round trip on a stanza link (DEPENDENCY-FACTS.md).
     tcp.set_nodelay(true)?;
-    let header = StreamHeader { to: Some(Cow::Owned(cfg.jid.clone())), from: None, id: None };
-    let timeouts = Timeouts { read_timeout: Duration::from_secs(90), response_timeout: Duration::from_secs(30) };
-    let mut pending = initiate_stream(BufStream::new(VersionPatch::new(tcp)), NS_COMPONENT, header, timeouts).await?;
+    let header = StreamHeader {
+        to: Some(Cow::Owned(cfg.jid.clone())),
+        from: None,
+        id: None,
+    };
+    let timeouts = Timeouts {
+        read_timeout: Duration::from_secs(90),
+        response_timeout: Duration::from_secs(30),
+    };
+    let mut pending = initiate_stream(
+        BufStream::new(VersionPatch::new(tcp)),
+        NS_COMPONENT,
+        header,
+        timeouts,
+    )
+    .await?;
     let id = pending
         .take_header()
         .id
@@ -149,7 +173,9 @@ async fn connect(cfg: &LinkConfig) -> anyhow::Result<Stream> {
         .into_owned();
     let mut stream: Stream = pending.skip_features();
     let digest = handshake_digest(&id, &cfg.secret.0);
-    let hs = Element::builder("handshake", NS_COMPONENT).append(digest).build();
+    let hs = Element::builder("handshake", NS_COMPONENT)
+        .append(digest)
+        .build();
     stream.send(&hs).await?;
     match stream.next().await {
         Some(Ok(el)) if el.name() == "handshake" => Ok(stream),
@@ -196,12 +222,14 @@ pub async fn run(
         if events.send(LinkEvent::Connected).await.is_err() {
             return;
         }
-        if let Some(el) = unsent.take() {
-            if let Err(e) = stream.send(&rename_ns(el.clone(), NS_CLIENT, NS_COMPONENT)).await {
-                warn!(error = %e, "component link lost while resending");
-                unsent = Some(el);
-                continue;
-            }
+        if let Some(el) = unsent.take()
+            && let Err(e) = stream
+                .send(&rename_ns(el.clone(), NS_CLIENT, NS_COMPONENT))
+                .await
+        {
+            warn!(error = %e, "component link lost while resending");
+            unsent = Some(el);
+            continue;
         }
         loop {
             tokio::select! {
@@ -286,12 +314,18 @@ mod tests {
         let mut out = String::new();
         patched.read_to_string(&mut out).await.expect("read");
         writer.await.expect("writer");
-        assert_eq!(out, header.replacen("<stream:stream", "<stream:stream version='1.0'", 1));
+        assert_eq!(
+            out,
+            header.replacen("<stream:stream", "<stream:stream version='1.0'", 1)
+        );
     }
 
     #[test]
     fn handshake_is_hex_sha1_of_id_and_secret() {
         // Computed independently: python3 -c "hashlib.sha1(b'3BF96D32test').hexdigest()"
-        assert_eq!(handshake_digest("3BF96D32", "test"), "aaee83c26aeeafcbabeabfcbcd50df997e0a2a1e");
+        assert_eq!(
+            handshake_digest("3BF96D32", "test"),
+            "aaee83c26aeeafcbabeabfcbcd50df997e0a2a1e"
+        );
     }
 }

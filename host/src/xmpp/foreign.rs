@@ -45,7 +45,10 @@ pub struct Connector {
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connector").field("addr", &self.addr).field("tls", &self.tls).finish()
+        f.debug_struct("Connector")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls)
+            .finish()
     }
 }
 
@@ -64,7 +67,9 @@ pub fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<Arc<rustl
             .with_context(|| format!("failed to read `foreign.ca_file` `{}`", path.display()))?;
         for cert in certs {
             let cert = cert.with_context(|| format!("bad certificate in `{}`", path.display()))?;
-            roots.add(cert).with_context(|| format!("unusable certificate in `{}`", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("unusable certificate in `{}`", path.display()))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -95,7 +100,11 @@ impl ServerConnector for Connector {
             None => DnsConfig::srv_default_client(&domain).resolve().await?,
         };
         tcp.set_nodelay(true)?;
-        let header = || StreamHeader { to: Some(Cow::Owned(domain.clone())), from: None, id: None };
+        let header = || StreamHeader {
+            to: Some(Cow::Owned(domain.clone())),
+            from: None,
+            id: None,
+        };
         match self.tls {
             ForeignTls::Plaintext => {
                 let io: Box<dyn Io> = Box::new(tcp);
@@ -109,7 +118,9 @@ impl ServerConnector for Connector {
                     return Err(ProtocolError::NoTls.into());
                 }
                 stream
-                    .send(&XmppStreamElement::Starttls(starttls::Nonza::Request(starttls::Request)))
+                    .send(&XmppStreamElement::Starttls(starttls::Nonza::Request(
+                        starttls::Request,
+                    )))
                     .await?;
                 loop {
                     match stream.next().await {
@@ -121,7 +132,8 @@ impl ServerConnector for Connector {
                     }
                 }
                 let tcp = stream.into_inner().into_inner();
-                let name = rustls::pki_types::ServerName::try_from(domain.clone()).map_err(io_error)?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(domain.clone()).map_err(io_error)?;
                 let tls = tokio_rustls::TlsConnector::from(self.tls_config.clone())
                     .connect(name, tcp)
                     .await
@@ -142,7 +154,11 @@ pub async fn login(
     password: &Secret,
     timeouts: Timeouts,
 ) -> Result<(StreamFeatures, XmppStream<BufStream<Box<dyn Io>>>), XmppError> {
-    let username = jid.node().map(|n| n.as_str()).unwrap_or_default().to_string();
+    let username = jid
+        .node()
+        .map(|n| n.as_str())
+        .unwrap_or_default()
+        .to_string();
     let (stream, binding) = connector.connect(jid, ns::JABBER_CLIENT, timeouts).await?;
     let (features, stream) = stream.recv_features().await?;
     let creds = Credentials::default()
@@ -150,7 +166,11 @@ pub async fn login(
         .with_password(password.0.clone())
         .with_channel_binding(binding);
     let stream = tokio_xmpp::client_login(stream, features.sasl_mechanisms, creds).await?;
-    let header = StreamHeader { to: Some(Cow::Owned(jid.domain().to_string())), from: None, id: None };
+    let header = StreamHeader {
+        to: Some(Cow::Owned(jid.domain().to_string())),
+        from: None,
+        id: None,
+    };
     let stream = stream.send_header(header).await?;
     Ok(stream.recv_features().await?)
 }
@@ -195,7 +215,9 @@ pub async fn check_credentials(
             Ok(())
         }
         Ok(Err(e)) => Err(classify(&e)),
-        Err(_) => Err(LoginFailure::Unreachable(format!("no login within {deadline:?}"))),
+        Err(_) => Err(LoginFailure::Unreachable(format!(
+            "no login within {deadline:?}"
+        ))),
     }
 }
 
@@ -212,7 +234,7 @@ pub struct Outgoing {
 #[derive(Debug)]
 pub enum Command {
     /// Send (queued while logging in).
-    Send(Outgoing),
+    Send(Box<Outgoing>),
     /// Close cleanly.
     Close,
 }
@@ -268,37 +290,51 @@ pub fn spawn<T: Clone + Send + Sync + 'static>(
     tx
 }
 
-async fn run(params: SessionParams, mut commands: mpsc::Receiver<Command>, report: impl Fn(Report)) {
+async fn run(
+    params: SessionParams,
+    mut commands: mpsc::Receiver<Command>,
+    report: impl Fn(Report),
+) {
     let jid = params.jid.clone();
     let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<LoginFailure>();
     let connector = params.connector.clone();
     let password = params.password.clone();
     let identity = Jid::from(jid.clone());
     // Our own reconnector: tokio-xmpp's retries forever and never says why.
-    let reconnector = Box::new(move |_: Option<String>, slot: oneshot::Sender<Connection>| {
-        let (connector, password, identity, fail_tx) =
-            (connector.clone(), password.clone(), identity.clone(), fail_tx.clone());
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(500);
-            loop {
-                match login(&connector, &identity, &password, Timeouts::tight()).await {
-                    Ok((features, stream)) => {
-                        let _ = slot.send(Connection { stream: stream.box_stream(), features, identity });
-                        return;
-                    }
-                    Err(e) => {
-                        let failure = classify(&e);
-                        let fatal = matches!(failure, LoginFailure::NotAuthorized(_));
-                        if fail_tx.send(failure).is_err() || fatal {
-                            return; // dropping the slot ends the stream
+    let reconnector = Box::new(
+        move |_: Option<String>, slot: oneshot::Sender<Connection>| {
+            let (connector, password, identity, fail_tx) = (
+                connector.clone(),
+                password.clone(),
+                identity.clone(),
+                fail_tx.clone(),
+            );
+            tokio::spawn(async move {
+                let mut delay = Duration::from_millis(500);
+                loop {
+                    match login(&connector, &identity, &password, Timeouts::tight()).await {
+                        Ok((features, stream)) => {
+                            let _ = slot.send(Connection {
+                                stream: stream.box_stream(),
+                                features,
+                                identity,
+                            });
+                            return;
                         }
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(30));
+                        Err(e) => {
+                            let failure = classify(&e);
+                            let fatal = matches!(failure, LoginFailure::NotAuthorized(_));
+                            if fail_tx.send(failure).is_err() || fatal {
+                                return; // dropping the slot ends the stream
+                            }
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(30));
+                        }
                     }
                 }
-            }
-        });
-    });
+            });
+        },
+    );
     let mut stream = StanzaStream::new(reconnector, params.queue_limit.max(1));
 
     // Logging in: queue what controllers send, bounded, until bound or failed.
@@ -324,9 +360,9 @@ async fn run(params: SessionParams, mut commands: mpsc::Receiver<Command>, repor
             cmd = commands.recv() => match cmd {
                 Some(Command::Send(out)) => {
                     if waiting.len() >= params.queue_limit {
-                        report(Report::Rejected(out, "too many stanzas waiting for the foreign login".into()));
+                        report(Report::Rejected(*out, "too many stanzas waiting for the foreign login".into()));
                     } else {
-                        waiting.push_back(out);
+                        waiting.push_back(*out);
                     }
                 }
                 Some(Command::Close) | None => {
@@ -347,7 +383,10 @@ async fn run(params: SessionParams, mut commands: mpsc::Receiver<Command>, repor
     if let Some(reason) = failure {
         warn!(%jid, %reason, "foreign login failed");
         stream.close().await;
-        report(Report::Failed { reason, unsent: waiting.into() });
+        report(Report::Failed {
+            reason,
+            unsent: waiting.into(),
+        });
         return;
     }
     info!(%jid, "foreign session online");
@@ -376,7 +415,7 @@ async fn run(params: SessionParams, mut commands: mpsc::Receiver<Command>, repor
                 report(Report::Reconnecting(f.to_string()));
             },
             cmd = commands.recv() => match cmd {
-                Some(Command::Send(out)) => send(&stream, out, &report).await,
+                Some(Command::Send(out)) => send(&stream, *out, &report).await,
                 Some(Command::Close) | None => {
                     stream.close().await;
                     info!(%jid, "foreign session closed");

@@ -110,7 +110,11 @@ pub fn parse_stanza(xml: &str) -> Result<Element, String> {
     };
     match Kind::of(&el) {
         Some(_) => Ok(el),
-        None => Err(format!("<{}/> in `{}` is not a jabber:client stanza", el.name(), el.ns())),
+        None => Err(format!(
+            "<{}/> in `{}` is not a jabber:client stanza",
+            el.name(),
+            el.ns()
+        )),
     }
 }
 
@@ -143,7 +147,11 @@ const CONDITIONS: &[&str] = &[
 
 /// The `<error/>` child of an error stanza.
 pub fn error_element(type_: &str, condition: &str, text: Option<&str>) -> Element {
-    let condition = if CONDITIONS.contains(&condition) { condition } else { "undefined-condition" };
+    let condition = if CONDITIONS.contains(&condition) {
+        condition
+    } else {
+        "undefined-condition"
+    };
     let mut error = Element::builder("error", NS_CLIENT)
         .attr(ncname("type"), type_)
         .append(Element::bare(condition, NS_STANZAS))
@@ -157,7 +165,12 @@ pub fn error_element(type_: &str, condition: &str, text: Option<&str>) -> Elemen
 /// The error answering `stanza` (RFC 6120 section 8.3.1): same kind and id,
 /// addresses swapped, type `error`. `None` for a stanza that is itself an
 /// error or an IQ result (which must never be answered).
-pub fn error_reply(stanza: &Element, type_: &str, condition: &str, text: Option<&str>) -> Option<Element> {
+pub fn error_reply(
+    stanza: &Element,
+    type_: &str,
+    condition: &str,
+    text: Option<&str>,
+) -> Option<Element> {
     let kind = Kind::of(stanza)?;
     let t = stanza.attr("type").unwrap_or("");
     if t == "error" || (kind == Kind::Iq && t == "result") {
@@ -189,8 +202,13 @@ mod tests {
         let client = rename_ns(el, NS_COMPONENT, NS_CLIENT);
         assert_eq!(client.ns(), NS_CLIENT);
         assert_eq!(client.attr("to"), Some("a@b"));
-        assert_eq!(client.get_child("body", NS_CLIENT).map(Element::text), Some("hi".into()));
-        let x = client.get_child("x", "urn:x").expect("foreign payload kept");
+        assert_eq!(
+            client.get_child("body", NS_CLIENT).map(Element::text),
+            Some("hi".into())
+        );
+        let x = client
+            .get_child("x", "urn:x")
+            .expect("foreign payload kept");
         assert!(x.get_child("y", "urn:x").is_some());
         let back = rename_ns(client, NS_CLIENT, NS_COMPONENT);
         assert!(back.get_child("body", NS_COMPONENT).is_some());
@@ -203,10 +221,16 @@ mod tests {
             .expect("xml");
         let reply = error_reply(&iq, "cancel", "service-unavailable", Some("why")).expect("reply");
         assert_eq!(reply.attr("type"), Some("error"));
-        assert_eq!((reply.attr("from"), reply.attr("to"), reply.attr("id")), (Some("x@gw"), Some("a@l/r"), Some("q1")));
+        assert_eq!(
+            (reply.attr("from"), reply.attr("to"), reply.attr("id")),
+            (Some("x@gw"), Some("a@l/r"), Some("q1"))
+        );
         let error = reply.get_child("error", NS_CLIENT).expect("error child");
         assert!(error.has_child("service-unavailable", NS_STANZAS));
-        assert_eq!(error.get_child("text", NS_STANZAS).map(Element::text), Some("why".into()));
+        assert_eq!(
+            error.get_child("text", NS_STANZAS).map(Element::text),
+            Some("why".into())
+        );
     }
 
     #[test]
@@ -217,7 +241,10 @@ mod tests {
             "<iq xmlns='jabber:client' type='error' id='1'/>",
         ] {
             let el: Element = xml.parse().expect("xml");
-            assert!(error_reply(&el, "cancel", "bad-request", None).is_none(), "{xml}");
+            assert!(
+                error_reply(&el, "cancel", "bad-request", None).is_none(),
+                "{xml}"
+            );
         }
     }
 

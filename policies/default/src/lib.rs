@@ -4,8 +4,8 @@
 //! which sessions exist, which request an IQ answer belongs to).
 
 use pizzja_sdk::{
-    Action, Config, ErrorType, Event, Facts, ForeignStanza, IqRequest, JidParts, LocalStanza, Policy,
-    SessionChange, SessionState, StanzaKind, escape, split_resource, unescape, xml,
+    Action, Config, ErrorType, Event, Facts, ForeignStanza, IqRequest, JidParts, LocalStanza,
+    Policy, SessionChange, SessionState, StanzaKind, escape, split_resource, unescape, xml,
 };
 
 /// The policy's settings from `[policy.config]`.
@@ -47,7 +47,9 @@ fn to_the_gateway(local: &LocalStanza, facts: &Facts) -> Vec<Action> {
     let stanza = &local.stanza;
     match (stanza.kind, stanza.type_.as_str()) {
         (StanzaKind::Presence, "") => {
-            let Some(resource) = &local.sender_resource else { return vec![] };
+            let Some(resource) = &local.sender_resource else {
+                return vec![];
+            };
             let a = split_resource(resource).0;
             // The first controller of A opens F/A; a failed session is retried.
             match facts.session(a) {
@@ -56,7 +58,9 @@ fn to_the_gateway(local: &LocalStanza, facts: &Facts) -> Vec<Action> {
             }
         }
         (StanzaKind::Presence, "unavailable") => {
-            let Some(resource) = &local.sender_resource else { return vec![] };
+            let Some(resource) = &local.sender_resource else {
+                return vec![];
+            };
             let a = split_resource(resource).0;
             // The host has already taken the resource off the controllers.
             if facts.controllers_of(a).next().is_none() && facts.session(a).is_some() {
@@ -67,7 +71,10 @@ fn to_the_gateway(local: &LocalStanza, facts: &Facts) -> Vec<Action> {
         }
         (StanzaKind::Presence, "probe") => {
             // "probe from L to T: answered with T's availability"
-            vec![Action::send_local_from_gateway(None, xml::presence("", None, None, None))]
+            vec![Action::send_local_from_gateway(
+                None,
+                xml::presence("", None, None, None),
+            )]
         }
         (StanzaKind::Presence, _) => vec![],
         (StanzaKind::Message, "error") => vec![],
@@ -95,12 +102,19 @@ fn local_to_foreign(local: &LocalStanza, node: &str, facts: &Facts) -> Vec<Actio
     if stanza.is_iq_response() {
         return match &local.answers {
             Some(request) if is_roster_push(request, facts) => {
-                vec![Action::debug("roster push copies were acknowledged already")]
+                vec![Action::debug(
+                    "roster push copies were acknowledged already",
+                )]
             }
             Some(request) => {
-                vec![Action::forward_foreign(&request.requester, request.peer.clone())]
+                vec![Action::forward_foreign(
+                    &request.requester,
+                    request.peer.clone(),
+                )]
             }
-            None => vec![Action::debug("dropping an IQ answer that matches no request")],
+            None => vec![Action::debug(
+                "dropping an IQ answer that matches no request",
+            )],
         };
     }
 
@@ -128,7 +142,10 @@ fn local_to_foreign(local: &LocalStanza, node: &str, facts: &Facts) -> Vec<Actio
                 return vec![Action::reply_error(
                     ErrorType::Cancel,
                     "service-unavailable",
-                    format!("no controller is online: send presence to {} first", facts.gateway),
+                    format!(
+                        "no controller is online: send presence to {} first",
+                        facts.gateway
+                    ),
                 )];
             }
         },
@@ -156,7 +173,9 @@ fn local_to_foreign(local: &LocalStanza, node: &str, facts: &Facts) -> Vec<Actio
     let to_resource = stanza.to_parts().and_then(|to| to.resource);
 
     if stanza.kind == StanzaKind::Presence && stanza.type_ == "probe" {
-        return vec![Action::debug("probes to foreign contacts are not forwarded")];
+        return vec![Action::debug(
+            "probes to foreign contacts are not forwarded",
+        )];
     }
 
     // Presence to the foreign account itself sets F/A's own presence.
@@ -176,7 +195,9 @@ fn local_to_foreign(local: &LocalStanza, node: &str, facts: &Facts) -> Vec<Actio
     let is_availability = stanza.kind == StanzaKind::Presence
         && (stanza.type_.is_empty() || stanza.type_ == "unavailable");
     if is_availability && to_resource.is_none() {
-        return vec![Action::debug("local presence broadcast to a contact stays local")];
+        return vec![Action::debug(
+            "local presence broadcast to a contact stays local",
+        )];
     }
 
     let to = match to_resource {
@@ -190,7 +211,10 @@ fn local_to_foreign(local: &LocalStanza, node: &str, facts: &Facts) -> Vec<Actio
 /// own server, which the policy acknowledges itself.
 fn is_roster_push(request: &IqRequest, facts: &Facts) -> bool {
     request.payload_ns.as_deref() == Some("jabber:iq:roster")
-        && request.peer.as_deref().is_none_or(|p| p == facts.foreign_jid)
+        && request
+            .peer
+            .as_deref()
+            .is_none_or(|p| p == facts.foreign_jid)
 }
 
 /// SPEC section 5: what F/A receives comes back to the controllers of A,
@@ -199,19 +223,27 @@ fn foreign_to_local(foreign: &ForeignStanza, facts: &Facts) -> Vec<Action> {
     let stanza = &foreign.stanza;
     let a = foreign.session.as_str();
     // No 'from' means the account's own server (RFC 6120 section 8.1.2.1).
-    let sender = stanza
-        .from_parts()
-        .unwrap_or(JidParts { node: None, domain: &facts.foreign_jid, resource: None });
+    let sender = stanza.from_parts().unwrap_or(JidParts {
+        node: None,
+        domain: &facts.foreign_jid,
+        resource: None,
+    });
     let from_node = Some(escape(&sender.bare()));
     let from_resource = sender.resource.map(str::to_string);
     let deliver_to = |resource: &str| {
-        Action::forward_local(Some(resource.to_string()), from_node.clone(), from_resource.clone())
+        Action::forward_local(
+            Some(resource.to_string()),
+            from_node.clone(),
+            from_resource.clone(),
+        )
     };
 
     if stanza.is_iq_response() {
         return match &foreign.answers {
             Some(request) => vec![deliver_to(&request.requester)],
-            None => vec![Action::debug("dropping an IQ answer that matches no request")],
+            None => vec![Action::debug(
+                "dropping an IQ answer that matches no request",
+            )],
         };
     }
 
@@ -220,7 +252,10 @@ fn foreign_to_local(foreign: &ForeignStanza, facts: &Facts) -> Vec<Action> {
         if from_own_account && stanza.type_ == "set" && stanza.xml.contains("jabber:iq:roster") {
             // A roster push: acknowledged here, copied to every controller.
             let id = stanza.id.clone().unwrap_or_default();
-            let ack = format!("<iq xmlns='jabber:client' type='result' id='{}'/>", xml::escape_text(&id));
+            let ack = format!(
+                "<iq xmlns='jabber:client' type='result' id='{}'/>",
+                xml::escape_text(&id)
+            );
             let mut actions = vec![Action::send_foreign_xml(a, None, ack)];
             actions.extend(facts.controllers_of(a).map(|c| deliver_to(&c.resource)));
             return actions;
@@ -237,7 +272,10 @@ fn foreign_to_local(foreign: &ForeignStanza, facts: &Facts) -> Vec<Action> {
     }
 
     // Messages and presence: to every online controller of A.
-    facts.controllers_of(a).map(|c| deliver_to(&c.resource)).collect()
+    facts
+        .controllers_of(a)
+        .map(|c| deliver_to(&c.resource))
+        .collect()
 }
 
 impl DefaultPolicy {
@@ -256,7 +294,9 @@ impl DefaultPolicy {
                 let text = format!("could not connect {}/{a}: {why}", facts.foreign_jid);
                 facts
                     .controllers_of(a)
-                    .map(|c| Action::send_local_from_gateway(Some(c.resource.clone()), xml::chat(&text)))
+                    .map(|c| {
+                        Action::send_local_from_gateway(Some(c.resource.clone()), xml::chat(&text))
+                    })
                     .collect()
             }
             _ => vec![],

@@ -32,7 +32,10 @@ fn facts(controllers: &[&str], sessions: &[(&str, SessionState)]) -> Facts {
             .collect(),
         sessions: sessions
             .iter()
-            .map(|(r, state)| Session { resource: (*r).into(), state: *state })
+            .map(|(r, state)| Session {
+                resource: (*r).into(),
+                state: *state,
+            })
             .collect(),
         now_ms: 2000,
     }
@@ -140,14 +143,20 @@ fn a_failed_session_is_retried_when_a_controller_sends_presence_again() {
 #[test]
 fn session_stays_while_another_controller_of_a_is_online() {
     let f = facts(&["Work/laptop"], &[WORK]);
-    let actions = decide(&local(StanzaKind::Presence, "unavailable", Some("Work/phone"), T), &f);
+    let actions = decide(
+        &local(StanzaKind::Presence, "unavailable", Some("Work/phone"), T),
+        &f,
+    );
     assert_eq!(actions, vec![]);
 }
 
 #[test]
 fn last_controller_leaving_closes_the_session() {
     let f = facts(&["Home/desk"], &[WORK, ("Home", SessionState::Online)]);
-    let actions = decide(&local(StanzaKind::Presence, "unavailable", Some("Work/phone"), T), &f);
+    let actions = decide(
+        &local(StanzaKind::Presence, "unavailable", Some("Work/phone"), T),
+        &f,
+    );
     assert_eq!(actions, vec![Action::CloseSession("Work".into())]);
 }
 
@@ -157,8 +166,13 @@ fn probe_to_the_gateway_is_answered_with_its_availability() {
     let actions = decide(&local(StanzaKind::Presence, "probe", None, T), &f);
     match actions.as_slice() {
         [Action::SendLocal(s)] => {
-            assert_eq!((s.to_resource.as_deref(), s.from_node.as_deref()), (None, None));
-            assert!(matches!(&s.content, Content::Xml(x) if x.starts_with("<presence") && !x.contains("type=")));
+            assert_eq!(
+                (s.to_resource.as_deref(), s.from_node.as_deref()),
+                (None, None)
+            );
+            assert!(
+                matches!(&s.content, Content::Xml(x) if x.starts_with("<presence") && !x.contains("type="))
+            );
         }
         other => panic!("expected one presence, got {other:?}"),
     }
@@ -171,8 +185,14 @@ fn local_presence_broadcast_to_a_bare_contact_stays_local() {
     let f = facts(&["Work/phone"], &[WORK]);
     let to = format!("{}@{T}", escape("bob@remote.net"));
     for type_ in ["", "unavailable"] {
-        let actions = decide(&local(StanzaKind::Presence, type_, Some("Work/phone"), &to), &f);
-        assert!(actions.iter().all(|a| matches!(a, Action::Log(_))), "{type_:?}: {actions:?}");
+        let actions = decide(
+            &local(StanzaKind::Presence, type_, Some("Work/phone"), &to),
+            &f,
+        );
+        assert!(
+            actions.iter().all(|a| matches!(a, Action::Log(_))),
+            "{type_:?}: {actions:?}"
+        );
     }
 }
 
@@ -180,26 +200,47 @@ fn local_presence_broadcast_to_a_bare_contact_stays_local() {
 fn directed_presence_to_a_full_contact_jid_is_forwarded() {
     let f = facts(&["Work/phone"], &[WORK]);
     let to = format!("{}@{T}/pc", escape("bob@remote.net"));
-    let actions = decide(&local(StanzaKind::Presence, "", Some("Work/phone"), &to), &f);
-    assert_eq!(actions, vec![forward_foreign("Work", Some("bob@remote.net/pc"))]);
+    let actions = decide(
+        &local(StanzaKind::Presence, "", Some("Work/phone"), &to),
+        &f,
+    );
+    assert_eq!(
+        actions,
+        vec![forward_foreign("Work", Some("bob@remote.net/pc"))]
+    );
 }
 
 // Section 4: local to foreign.
 
 #[test]
 fn message_to_escaped_jid_leaves_through_the_senders_session() {
-    let f = facts(&["Work/phone", "Home/desk"], &[WORK, ("Home", SessionState::Online)]);
+    let f = facts(
+        &["Work/phone", "Home/desk"],
+        &[WORK, ("Home", SessionState::Online)],
+    );
     let to = format!("{}@{T}", escape("bob@remote.net"));
-    let actions = decide(&local(StanzaKind::Message, "chat", Some("Home/desk"), &to), &f);
-    assert_eq!(actions, vec![forward_foreign("Home", Some("bob@remote.net"))]);
+    let actions = decide(
+        &local(StanzaKind::Message, "chat", Some("Home/desk"), &to),
+        &f,
+    );
+    assert_eq!(
+        actions,
+        vec![forward_foreign("Home", Some("bob@remote.net"))]
+    );
 }
 
 #[test]
 fn the_resource_of_the_gateway_jid_is_the_contacts_resource() {
     let f = facts(&["Work/phone"], &[WORK]);
     let to = format!("{}@{T}/mobile", escape("bob@remote.net"));
-    let actions = decide(&local(StanzaKind::Message, "chat", Some("Work/phone"), &to), &f);
-    assert_eq!(actions, vec![forward_foreign("Work", Some("bob@remote.net/mobile"))]);
+    let actions = decide(
+        &local(StanzaKind::Message, "chat", Some("Work/phone"), &to),
+        &f,
+    );
+    assert_eq!(
+        actions,
+        vec![forward_foreign("Work", Some("bob@remote.net/mobile"))]
+    );
 }
 
 #[test]
@@ -214,34 +255,61 @@ fn a_domain_jid_is_reached_through_its_escaped_name() {
 fn presence_to_the_foreign_account_sets_the_sessions_own_presence() {
     let f = facts(&["Work/phone"], &[WORK]);
     let to = format!("{}@{T}", escape(F));
-    let actions = decide(&local(StanzaKind::Presence, "", Some("Work/phone"), &to), &f);
+    let actions = decide(
+        &local(StanzaKind::Presence, "", Some("Work/phone"), &to),
+        &f,
+    );
     assert_eq!(actions, vec![forward_foreign("Work", None)]);
 }
 
 #[test]
 fn subscription_requests_stamped_with_the_bare_jid_use_the_latest_controller() {
-    let f = facts(&["Home/desk", "Work/phone"], &[WORK, ("Home", SessionState::Online)]);
+    let f = facts(
+        &["Home/desk", "Work/phone"],
+        &[WORK, ("Home", SessionState::Online)],
+    );
     let to = format!("{}@{T}", escape("bob@remote.net"));
     let actions = decide(&local(StanzaKind::Presence, "subscribe", None, &to), &f);
-    assert_eq!(actions, vec![forward_foreign("Home", Some("bob@remote.net"))]);
+    assert_eq!(
+        actions,
+        vec![forward_foreign("Home", Some("bob@remote.net"))]
+    );
 }
 
 #[test]
 fn sender_not_online_at_the_gateway_gets_service_unavailable() {
     let f = facts(&["Work/phone"], &[WORK]);
     let to = format!("{}@{T}", escape("bob@remote.net"));
-    let actions = decide(&local(StanzaKind::Message, "chat", Some("Work/tablet"), &to), &f);
+    let actions = decide(
+        &local(StanzaKind::Message, "chat", Some("Work/tablet"), &to),
+        &f,
+    );
     assert_eq!(error_condition(&actions), Some("service-unavailable"));
-    let Action::ReplyError(e) = &actions[0] else { unreachable!() };
-    assert!(e.text.as_deref().is_some_and(|t| t.contains("send presence to")), "{e:?}");
+    let Action::ReplyError(e) = &actions[0] else {
+        unreachable!()
+    };
+    assert!(
+        e.text
+            .as_deref()
+            .is_some_and(|t| t.contains("send presence to")),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn a_node_that_does_not_unescape_to_a_jid_is_jid_malformed() {
     let f = facts(&["Work/phone"], &[WORK]);
-    for node in [r"bob\40", r"\40remote.net", r"a\40b\40c", r"bob\40remote.net\2fres"] {
+    for node in [
+        r"bob\40",
+        r"\40remote.net",
+        r"a\40b\40c",
+        r"bob\40remote.net\2fres",
+    ] {
         let to = format!("{node}@{T}");
-        let actions = decide(&local(StanzaKind::Message, "chat", Some("Work/phone"), &to), &f);
+        let actions = decide(
+            &local(StanzaKind::Message, "chat", Some("Work/phone"), &to),
+            &f,
+        );
         assert_eq!(error_condition(&actions), Some("jid-malformed"), "{node}");
     }
 }
@@ -250,7 +318,10 @@ fn a_node_that_does_not_unescape_to_a_jid_is_jid_malformed() {
 fn stanzas_for_a_failed_session_are_refused_with_an_error() {
     let f = facts(&["Work/phone"], &[("Work", SessionState::Failed)]);
     let to = format!("{}@{T}", escape("bob@remote.net"));
-    let actions = decide(&local(StanzaKind::Message, "chat", Some("Work/phone"), &to), &f);
+    let actions = decide(
+        &local(StanzaKind::Message, "chat", Some("Work/phone"), &to),
+        &f,
+    );
     assert_eq!(error_condition(&actions), Some("service-unavailable"));
 }
 
@@ -258,86 +329,179 @@ fn stanzas_for_a_failed_session_are_refused_with_an_error() {
 fn stanzas_for_a_session_still_logging_in_are_forwarded_for_the_host_to_queue() {
     let f = facts(&["Work/phone"], &[("Work", SessionState::Connecting)]);
     let to = format!("{}@{T}", escape("bob@remote.net"));
-    let actions = decide(&local(StanzaKind::Message, "chat", Some("Work/phone"), &to), &f);
-    assert_eq!(actions, vec![forward_foreign("Work", Some("bob@remote.net"))]);
+    let actions = decide(
+        &local(StanzaKind::Message, "chat", Some("Work/phone"), &to),
+        &f,
+    );
+    assert_eq!(
+        actions,
+        vec![forward_foreign("Work", Some("bob@remote.net"))]
+    );
 }
 
 #[test]
 fn a_controllers_answer_to_a_foreign_request_goes_back_to_the_asker() {
     let f = facts(&["Work/phone"], &[WORK]);
-    let mut event = local(StanzaKind::Iq, "result", Some("Work/phone"), &format!("{}@{T}/pc", escape("bob@remote.net")));
-    let Event::Local(l) = &mut event else { unreachable!() };
+    let mut event = local(
+        StanzaKind::Iq,
+        "result",
+        Some("Work/phone"),
+        &format!("{}@{T}/pc", escape("bob@remote.net")),
+    );
+    let Event::Local(l) = &mut event else {
+        unreachable!()
+    };
     l.answers = Some(IqRequest {
         requester: "Work".into(),
         peer: Some("bob@remote.net/pc".into()),
         payload_ns: Some("jabber:iq:version".into()),
     });
-    assert_eq!(decide(&event, &f), vec![forward_foreign("Work", Some("bob@remote.net/pc"))]);
+    assert_eq!(
+        decide(&event, &f),
+        vec![forward_foreign("Work", Some("bob@remote.net/pc"))]
+    );
 }
 
 #[test]
 fn controllers_answers_to_roster_push_copies_are_not_sent_twice() {
     let f = facts(&["Work/phone"], &[WORK]);
-    let mut event = local(StanzaKind::Iq, "result", Some("Work/phone"), &format!("{}@{T}", escape(F)));
-    let Event::Local(l) = &mut event else { unreachable!() };
-    l.answers = Some(IqRequest { requester: "Work".into(), peer: None, payload_ns: Some("jabber:iq:roster".into()) });
-    assert!(decide(&event, &f).iter().all(|a| matches!(a, Action::Log(_))));
+    let mut event = local(
+        StanzaKind::Iq,
+        "result",
+        Some("Work/phone"),
+        &format!("{}@{T}", escape(F)),
+    );
+    let Event::Local(l) = &mut event else {
+        unreachable!()
+    };
+    l.answers = Some(IqRequest {
+        requester: "Work".into(),
+        peer: None,
+        payload_ns: Some("jabber:iq:roster".into()),
+    });
+    assert!(
+        decide(&event, &f)
+            .iter()
+            .all(|a| matches!(a, Action::Log(_)))
+    );
 }
 
 // Section 5: foreign to local.
 
 #[test]
 fn messages_from_a_contact_reach_every_controller_of_a_only() {
-    let f = facts(&["Work/phone", "Home/desk", "Work/laptop"], &[WORK, ("Home", SessionState::Online)]);
-    let actions = decide(&foreign("Work", StanzaKind::Message, "chat", Some("bob@remote.net/pc")), &f);
+    let f = facts(
+        &["Work/phone", "Home/desk", "Work/laptop"],
+        &[WORK, ("Home", SessionState::Online)],
+    );
+    let actions = decide(
+        &foreign(
+            "Work",
+            StanzaKind::Message,
+            "chat",
+            Some("bob@remote.net/pc"),
+        ),
+        &f,
+    );
     let node = escape("bob@remote.net");
     assert_eq!(
         actions,
-        vec![forward_local("Work/phone", &node, Some("pc")), forward_local("Work/laptop", &node, Some("pc"))]
+        vec![
+            forward_local("Work/phone", &node, Some("pc")),
+            forward_local("Work/laptop", &node, Some("pc"))
+        ]
     );
 }
 
 #[test]
 fn presence_from_a_domain_jid_is_escaped_the_same_way() {
     let f = facts(&["Work/phone"], &[WORK]);
-    let actions = decide(&foreign("Work", StanzaKind::Presence, "", Some("remote.net")), &f);
-    assert_eq!(actions, vec![forward_local("Work/phone", "remote.net", None)]);
+    let actions = decide(
+        &foreign("Work", StanzaKind::Presence, "", Some("remote.net")),
+        &f,
+    );
+    assert_eq!(
+        actions,
+        vec![forward_local("Work/phone", "remote.net", None)]
+    );
 }
 
 #[test]
 fn the_foreign_accounts_own_jid_escapes_like_any_other() {
     let f = facts(&["Work/phone"], &[WORK]);
-    let actions = decide(&foreign("Work", StanzaKind::Presence, "", Some("me@remote.net/Home")), &f);
-    assert_eq!(actions, vec![forward_local("Work/phone", r"me\40remote.net", Some("Home"))]);
+    let actions = decide(
+        &foreign("Work", StanzaKind::Presence, "", Some("me@remote.net/Home")),
+        &f,
+    );
+    assert_eq!(
+        actions,
+        vec![forward_local(
+            "Work/phone",
+            r"me\40remote.net",
+            Some("Home")
+        )]
+    );
 }
 
 #[test]
 fn an_iq_answer_goes_only_to_the_controller_that_asked() {
     let f = facts(&["Work/phone", "Work/laptop"], &[WORK]);
     let mut event = foreign("Work", StanzaKind::Iq, "result", Some("bob@remote.net/pc"));
-    let Event::Foreign(fs) = &mut event else { unreachable!() };
-    fs.answers = Some(IqRequest { requester: "Work/laptop".into(), peer: None, payload_ns: None });
-    assert_eq!(decide(&event, &f), vec![forward_local("Work/laptop", r"bob\40remote.net", Some("pc"))]);
+    let Event::Foreign(fs) = &mut event else {
+        unreachable!()
+    };
+    fs.answers = Some(IqRequest {
+        requester: "Work/laptop".into(),
+        peer: None,
+        payload_ns: None,
+    });
+    assert_eq!(
+        decide(&event, &f),
+        vec![forward_local(
+            "Work/laptop",
+            r"bob\40remote.net",
+            Some("pc")
+        )]
+    );
 }
 
 #[test]
 fn an_iq_answer_matching_no_request_is_dropped() {
     let f = facts(&["Work/phone"], &[WORK]);
-    let actions = decide(&foreign("Work", StanzaKind::Iq, "result", Some("bob@remote.net/pc")), &f);
-    assert!(actions.iter().all(|a| matches!(a, Action::Log(_))), "{actions:?}");
+    let actions = decide(
+        &foreign("Work", StanzaKind::Iq, "result", Some("bob@remote.net/pc")),
+        &f,
+    );
+    assert!(
+        actions.iter().all(|a| matches!(a, Action::Log(_))),
+        "{actions:?}"
+    );
 }
 
 #[test]
 fn a_foreign_request_goes_to_the_most_recently_active_controller() {
     let f = facts(&["Work/laptop", "Work/phone"], &[WORK]);
-    let actions = decide(&foreign("Work", StanzaKind::Iq, "get", Some("bob@remote.net/pc")), &f);
-    assert_eq!(actions, vec![forward_local("Work/laptop", r"bob\40remote.net", Some("pc"))]);
+    let actions = decide(
+        &foreign("Work", StanzaKind::Iq, "get", Some("bob@remote.net/pc")),
+        &f,
+    );
+    assert_eq!(
+        actions,
+        vec![forward_local(
+            "Work/laptop",
+            r"bob\40remote.net",
+            Some("pc")
+        )]
+    );
 }
 
 #[test]
 fn a_foreign_request_with_nobody_online_is_service_unavailable() {
     let f = facts(&["Home/desk"], &[WORK]);
-    let actions = decide(&foreign("Work", StanzaKind::Iq, "get", Some("bob@remote.net/pc")), &f);
+    let actions = decide(
+        &foreign("Work", StanzaKind::Iq, "get", Some("bob@remote.net/pc")),
+        &f,
+    );
     assert_eq!(error_condition(&actions), Some("service-unavailable"));
 }
 
@@ -345,14 +509,24 @@ fn a_foreign_request_with_nobody_online_is_service_unavailable() {
 fn roster_pushes_are_acknowledged_and_copied_to_every_controller() {
     let f = facts(&["Work/phone", "Work/laptop"], &[WORK]);
     let mut event = foreign("Work", StanzaKind::Iq, "set", None);
-    let Event::Foreign(fs) = &mut event else { unreachable!() };
+    let Event::Foreign(fs) = &mut event else {
+        unreachable!()
+    };
     fs.stanza.xml = "<iq type='set' id='push1'><query xmlns='jabber:iq:roster'/></iq>".into();
     fs.stanza.id = Some("push1".into());
     let actions = decide(&event, &f);
     assert_eq!(actions.len(), 3, "{actions:?}");
-    assert!(matches!(&actions[0], Action::SendForeign(SendForeign { to: None, content: Content::Xml(x), .. })
-        if x.contains("type='result'") && x.contains("id='push1'")));
-    assert_eq!(actions[1..], [forward_local("Work/phone", r"me\40remote.net", None), forward_local("Work/laptop", r"me\40remote.net", None)]);
+    assert!(
+        matches!(&actions[0], Action::SendForeign(SendForeign { to: None, content: Content::Xml(x), .. })
+        if x.contains("type='result'") && x.contains("id='push1'"))
+    );
+    assert_eq!(
+        actions[1..],
+        [
+            forward_local("Work/phone", r"me\40remote.net", None),
+            forward_local("Work/laptop", r"me\40remote.net", None)
+        ]
+    );
 }
 
 // Section 9 and the session lifecycle.
@@ -360,11 +534,24 @@ fn roster_pushes_are_acknowledged_and_copied_to_every_controller() {
 #[test]
 fn an_online_session_sends_initial_presence_with_priority_zero() {
     let f = facts(&["Work/phone"], &[WORK]);
-    let event = Event::Session(SessionChange { session: "Work".into(), state: SessionState::Online, reason: None });
+    let event = Event::Session(SessionChange {
+        session: "Work".into(),
+        state: SessionState::Online,
+        reason: None,
+    });
     match decide(&event, &f).as_slice() {
-        [Action::SendForeign(SendForeign { session, to: None, content: Content::Xml(x) })] => {
+        [
+            Action::SendForeign(SendForeign {
+                session,
+                to: None,
+                content: Content::Xml(x),
+            }),
+        ] => {
             assert_eq!(session, "Work");
-            assert!(x.contains("<priority>0</priority>") && !x.contains("type="), "{x}");
+            assert!(
+                x.contains("<priority>0</priority>") && !x.contains("type="),
+                "{x}"
+            );
         }
         other => panic!("expected initial presence, got {other:?}"),
     }
@@ -374,7 +561,11 @@ fn an_online_session_sends_initial_presence_with_priority_zero() {
 fn initial_presence_can_be_turned_off() {
     let config = Config::from_pairs(vec![("initial_presence".into(), "none".into())]);
     let mut p = DefaultPolicy::new(&config).expect("valid");
-    let event = Event::Session(SessionChange { session: "Work".into(), state: SessionState::Online, reason: None });
+    let event = Event::Session(SessionChange {
+        session: "Work".into(),
+        state: SessionState::Online,
+        reason: None,
+    });
     assert_eq!(p.decide(&event, &facts(&["Work/phone"], &[WORK])), vec![]);
 }
 
@@ -387,7 +578,10 @@ fn an_unknown_initial_presence_setting_refuses_the_module() {
 
 #[test]
 fn controllers_are_told_why_a_login_failed() {
-    let f = facts(&["Work/phone", "Home/desk"], &[("Work", SessionState::Failed)]);
+    let f = facts(
+        &["Work/phone", "Home/desk"],
+        &[("Work", SessionState::Failed)],
+    );
     let event = Event::Session(SessionChange {
         session: "Work".into(),
         state: SessionState::Failed,
@@ -395,7 +589,10 @@ fn controllers_are_told_why_a_login_failed() {
     });
     match decide(&event, &f).as_slice() {
         [Action::SendLocal(s)] => {
-            assert_eq!((s.to_resource.as_deref(), s.from_node.as_deref()), (Some("Work/phone"), None));
+            assert_eq!(
+                (s.to_resource.as_deref(), s.from_node.as_deref()),
+                (Some("Work/phone"), None)
+            );
             assert!(matches!(&s.content, Content::Xml(x) if x.contains("not-authorized")));
         }
         other => panic!("expected one message to Work/phone, got {other:?}"),

@@ -27,21 +27,35 @@ impl World {
 
     pub async fn with(adjust: impl FnOnce(&mut pizzja_host::config::Config)) -> World {
         init_tracing();
-        let prosody = Prosody::start(&[("alice", LOCAL), ("carol", LOCAL), ("me", FOREIGN), ("bob", FOREIGN)])
-            .await
-            .expect("prosody starts");
+        let prosody = Prosody::start(&[
+            ("alice", LOCAL),
+            ("carol", LOCAL),
+            ("me", FOREIGN),
+            ("bob", FOREIGN),
+        ])
+        .await
+        .expect("prosody starts");
         let db = prosody.dir.path().join("pizzja.sqlite3");
         let mut config = prosody.gateway_config(&db, "");
         adjust(&mut config);
         let gateway = Gateway::start(config).await.expect("gateway starts");
-        let mut phone = Client::connect(&prosody, "alice", LOCAL, "Work/phone").await.expect("phone logs in");
+        let mut phone = Client::connect(&prosody, "alice", LOCAL, "Work/phone")
+            .await
+            .expect("phone logs in");
         phone.go_online().await;
         register_ok(&mut phone, ME).await;
-        World { prosody, gateway: Some(gateway), db, phone }
+        World {
+            prosody,
+            gateway: Some(gateway),
+            db,
+            phone,
+        }
     }
 
     pub async fn client(&self, user: &str, domain: &str, resource: &str) -> Client {
-        Client::connect(&self.prosody, user, domain, resource).await.expect("client logs in")
+        Client::connect(&self.prosody, user, domain, resource)
+            .await
+            .expect("client logs in")
     }
 
     /// A controller of alice, online at the gateway.
@@ -62,14 +76,19 @@ impl World {
 /// Makes bob a subscriber of me@foreign.test, approved by `controller`
 /// through the gateway; returns once bob sees `me@foreign.test/A` online.
 pub async fn bob_subscribes(bob: &mut Client, controller: &mut Client, a: &str) {
-    bob.send(&format!("<presence type='subscribe' to='{ME}'/>")).await;
+    bob.send(&format!("<presence type='subscribe' to='{ME}'/>"))
+        .await;
     let bob_gw = gw_jid("bob@foreign.test");
     controller
         .expect("bob's subscription request through the gateway", |e| {
-            e.name() == "presence" && e.attr("type") == Some("subscribe") && e.attr("from") == Some(bob_gw.as_str())
+            e.name() == "presence"
+                && e.attr("type") == Some("subscribe")
+                && e.attr("from") == Some(bob_gw.as_str())
         })
         .await;
-    controller.send(&format!("<presence type='subscribed' to='{bob_gw}'/>")).await;
+    controller
+        .send(&format!("<presence type='subscribed' to='{bob_gw}'/>"))
+        .await;
     let full = format!("{ME}/{a}");
     bob.expect("me's presence after approval", |e| {
         e.name() == "presence" && e.attr("from") == Some(full.as_str()) && e.attr("type").is_none()

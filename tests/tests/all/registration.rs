@@ -8,14 +8,30 @@ async fn registration_form_offers_username_password_and_a_data_form() {
     init_tracing();
     let prosody = Prosody::start(&[("alice", LOCAL)]).await.expect("prosody");
     let db = prosody.dir.path().join("db.sqlite3");
-    let gw = Gateway::start(prosody.gateway_config(&db, "")).await.expect("gateway");
-    let mut alice = Client::connect(&prosody, "alice", LOCAL, "Work/phone").await.expect("login");
-    alice.send(&format!("<iq type='get' id='f1' to='{GW}'><query xmlns='jabber:iq:register'/></iq>")).await;
-    let form = alice.expect("the form", |e| e.attr("id") == Some("f1")).await;
+    let gw = Gateway::start(prosody.gateway_config(&db, ""))
+        .await
+        .expect("gateway");
+    let mut alice = Client::connect(&prosody, "alice", LOCAL, "Work/phone")
+        .await
+        .expect("login");
+    alice
+        .send(&format!(
+            "<iq type='get' id='f1' to='{GW}'><query xmlns='jabber:iq:register'/></iq>"
+        ))
+        .await;
+    let form = alice
+        .expect("the form", |e| e.attr("id") == Some("f1"))
+        .await;
     assert_eq!(form.attr("type"), Some("result"), "{}", xml(&form));
-    let q = form.get_child("query", "jabber:iq:register").expect("query");
+    let q = form
+        .get_child("query", "jabber:iq:register")
+        .expect("query");
     for field in ["instructions", "username", "password"] {
-        assert!(q.has_child(field, "jabber:iq:register"), "missing {field}: {}", xml(&form));
+        assert!(
+            q.has_child(field, "jabber:iq:register"),
+            "missing {field}: {}",
+            xml(&form)
+        );
     }
     let x = q.get_child("x", "jabber:x:data").expect("a XEP-0004 form");
     let vars: Vec<_> = x.children().filter_map(|f| f.attr("var")).collect();
@@ -28,24 +44,66 @@ async fn registration_form_offers_username_password_and_a_data_form() {
 async fn registers_with_a_real_login_and_keeps_it_across_a_restart() {
     let mut world = World::new().await;
     // Registered: the form says so and shows the foreign JID, never the password.
-    world.phone.send(&format!("<iq type='get' id='f2' to='{GW}'><query xmlns='jabber:iq:register'/></iq>")).await;
-    let form = world.phone.expect("the form", |e| e.attr("id") == Some("f2")).await;
-    let q = form.get_child("query", "jabber:iq:register").expect("query");
-    assert!(q.has_child("registered", "jabber:iq:register"), "{}", xml(&form));
-    assert_eq!(q.get_child("username", "jabber:iq:register").map(|u| u.text()), Some(ME.to_string()));
+    world
+        .phone
+        .send(&format!(
+            "<iq type='get' id='f2' to='{GW}'><query xmlns='jabber:iq:register'/></iq>"
+        ))
+        .await;
+    let form = world
+        .phone
+        .expect("the form", |e| e.attr("id") == Some("f2"))
+        .await;
+    let q = form
+        .get_child("query", "jabber:iq:register")
+        .expect("query");
+    assert!(
+        q.has_child("registered", "jabber:iq:register"),
+        "{}",
+        xml(&form)
+    );
+    assert_eq!(
+        q.get_child("username", "jabber:iq:register")
+            .map(|u| u.text()),
+        Some(ME.to_string())
+    );
     assert!(!xml(&form).contains(PASSWORD));
 
     // Restart the gateway on the same database: still registered, and the
     // start-up probe brings the session back for the controller online.
-    world.gateway.take().expect("running").stop().await.expect("stops");
+    world
+        .gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
     let mut bob = world.bob().await;
-    let gateway = Gateway::start(world.prosody.gateway_config(&world.db, "")).await.expect("restarts");
-    world.phone.send(&format!("<iq type='get' id='f3' to='{GW}'><query xmlns='jabber:iq:register'/></iq>")).await;
-    let form = world.phone.expect("the form", |e| e.attr("id") == Some("f3")).await;
+    let gateway = Gateway::start(world.prosody.gateway_config(&world.db, ""))
+        .await
+        .expect("restarts");
+    world
+        .phone
+        .send(&format!(
+            "<iq type='get' id='f3' to='{GW}'><query xmlns='jabber:iq:register'/></iq>"
+        ))
+        .await;
+    let form = world
+        .phone
+        .expect("the form", |e| e.attr("id") == Some("f3"))
+        .await;
     assert!(xml(&form).contains("registered"), "{}", xml(&form));
     // Without new presence from the phone, the probe revived me/Work.
-    world.phone.send(&format!("<message type='chat' to='{}' id='m1'><body>back</body></message>", gw_jid("bob@foreign.test"))).await;
-    let m = bob.expect("the message", |e| body(e).as_deref() == Some("back")).await;
+    world
+        .phone
+        .send(&format!(
+            "<message type='chat' to='{}' id='m1'><body>back</body></message>",
+            gw_jid("bob@foreign.test")
+        ))
+        .await;
+    let m = bob
+        .expect("the message", |e| body(e).as_deref() == Some("back"))
+        .await;
     assert_eq!(m.attr("from"), Some("me@foreign.test/Work"));
     gateway.stop().await.expect("stops");
 }
@@ -53,15 +111,36 @@ async fn registers_with_a_real_login_and_keeps_it_across_a_restart() {
 #[tokio::test]
 async fn a_wrong_password_is_not_authorized() {
     init_tracing();
-    let prosody = Prosody::start(&[("alice", LOCAL), ("me", FOREIGN)]).await.expect("prosody");
-    let gw = Gateway::start(prosody.gateway_config(&prosody.dir.path().join("db"), "")).await.expect("gateway");
-    let mut alice = Client::connect(&prosody, "alice", LOCAL, "Work").await.expect("login");
+    let prosody = Prosody::start(&[("alice", LOCAL), ("me", FOREIGN)])
+        .await
+        .expect("prosody");
+    let gw = Gateway::start(prosody.gateway_config(&prosody.dir.path().join("db"), ""))
+        .await
+        .expect("gateway");
+    let mut alice = Client::connect(&prosody, "alice", LOCAL, "Work")
+        .await
+        .expect("login");
     let answer = register(&mut alice, ME, "wrong password").await;
-    assert_eq!(error_condition(&answer).as_deref(), Some("not-authorized"), "{}", xml(&answer));
+    assert_eq!(
+        error_condition(&answer).as_deref(),
+        Some("not-authorized"),
+        "{}",
+        xml(&answer)
+    );
     // Nothing stored: the gateway still says "register first".
-    alice.send(&format!("<message to='{}' id='x'><body>hi</body></message>", gw_jid("bob@foreign.test"))).await;
-    let e = alice.expect("an error", |e| e.attr("id") == Some("x")).await;
-    assert_eq!(error_condition(&e).as_deref(), Some("registration-required"));
+    alice
+        .send(&format!(
+            "<message to='{}' id='x'><body>hi</body></message>",
+            gw_jid("bob@foreign.test")
+        ))
+        .await;
+    let e = alice
+        .expect("an error", |e| e.attr("id") == Some("x"))
+        .await;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("registration-required")
+    );
     gw.stop().await.expect("stops");
 }
 
@@ -70,16 +149,31 @@ async fn an_unreachable_server_is_remote_server_timeout_and_a_bad_jid_is_jid_mal
     init_tracing();
     let prosody = Prosody::start(&[("alice", LOCAL)]).await.expect("prosody");
     // nowhere.test points at a port nobody listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
     let mut config = prosody.gateway_config(&prosody.dir.path().join("db"), "");
     config.foreign_hosts.insert("nowhere.test".into(), closed);
     let gw = Gateway::start(config).await.expect("gateway");
-    let mut alice = Client::connect(&prosody, "alice", LOCAL, "Work").await.expect("login");
+    let mut alice = Client::connect(&prosody, "alice", LOCAL, "Work")
+        .await
+        .expect("login");
     let answer = register(&mut alice, "me@nowhere.test", PASSWORD).await;
-    assert_eq!(error_condition(&answer).as_deref(), Some("remote-server-timeout"), "{}", xml(&answer));
+    assert_eq!(
+        error_condition(&answer).as_deref(),
+        Some("remote-server-timeout"),
+        "{}",
+        xml(&answer)
+    );
     for bad in ["no-at-sign", "a@b@c", "@foreign.test"] {
         let answer = register(&mut alice, bad, PASSWORD).await;
-        assert_eq!(error_condition(&answer).as_deref(), Some("jid-malformed"), "{bad}: {}", xml(&answer));
+        assert_eq!(
+            error_condition(&answer).as_deref(),
+            Some("jid-malformed"),
+            "{bad}: {}",
+            xml(&answer)
+        );
     }
     gw.stop().await.expect("stops");
 }
@@ -89,10 +183,24 @@ async fn accounts_outside_the_local_domains_are_refused() {
     let world = World::new().await;
     let mut bob = world.client("bob", FOREIGN, "pc").await;
     let answer = register(&mut bob, "bob@foreign.test", PASSWORD).await;
-    assert_eq!(error_condition(&answer).as_deref(), Some("not-allowed"), "{}", xml(&answer));
-    bob.send(&format!("<message to='{}' id='m'><body>x</body></message>", gw_jid(ME))).await;
+    assert_eq!(
+        error_condition(&answer).as_deref(),
+        Some("not-allowed"),
+        "{}",
+        xml(&answer)
+    );
+    bob.send(&format!(
+        "<message to='{}' id='m'><body>x</body></message>",
+        gw_jid(ME)
+    ))
+    .await;
     let e = bob.expect("an error", |e| e.attr("id") == Some("m")).await;
-    assert_eq!(error_condition(&e).as_deref(), Some("forbidden"), "{}", xml(&e));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("forbidden"),
+        "{}",
+        xml(&e)
+    );
 }
 
 #[tokio::test]
@@ -102,17 +210,36 @@ async fn removing_the_registration_unsubscribes_and_forgets() {
         .phone
         .send(&format!("<iq type='set' id='rm' to='{GW}'><query xmlns='jabber:iq:register'><remove/></query></iq>"))
         .await;
-    let answer = world.phone.expect("the answer", |e| e.attr("id") == Some("rm")).await;
+    let answer = world
+        .phone
+        .expect("the answer", |e| e.attr("id") == Some("rm"))
+        .await;
     assert_eq!(answer.attr("type"), Some("result"), "{}", xml(&answer));
     world
         .phone
         .expect("unsubscribed from the gateway", |e| {
-            e.name() == "presence" && e.attr("from") == Some(GW) && e.attr("type") == Some("unsubscribed")
+            e.name() == "presence"
+                && e.attr("from") == Some(GW)
+                && e.attr("type") == Some("unsubscribed")
         })
         .await;
-    world.phone.send(&format!("<message to='{}' id='after'><body>x</body></message>", gw_jid("bob@foreign.test"))).await;
-    let e = world.phone.expect("an error", |e| e.attr("id") == Some("after")).await;
-    assert_eq!(error_condition(&e).as_deref(), Some("registration-required"), "{}", xml(&e));
+    world
+        .phone
+        .send(&format!(
+            "<message to='{}' id='after'><body>x</body></message>",
+            gw_jid("bob@foreign.test")
+        ))
+        .await;
+    let e = world
+        .phone
+        .expect("an error", |e| e.attr("id") == Some("after"))
+        .await;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("registration-required"),
+        "{}",
+        xml(&e)
+    );
 }
 
 #[tokio::test]
@@ -122,15 +249,36 @@ async fn the_gateway_translates_foreign_jids_and_describes_itself() {
         .phone
         .send(&format!("<iq type='set' id='tr' to='{GW}'><query xmlns='jabber:iq:gateway'><prompt>bob@foreign.test</prompt></query></iq>"))
         .await;
-    let answer = world.phone.expect("the translation", |e| e.attr("id") == Some("tr")).await;
-    let jid = answer.get_child("query", "jabber:iq:gateway").and_then(|q| q.get_child("jid", "jabber:iq:gateway"));
-    assert_eq!(jid.map(|j| j.text()), Some(gw_jid("bob@foreign.test")), "{}", xml(&answer));
+    let answer = world
+        .phone
+        .expect("the translation", |e| e.attr("id") == Some("tr"))
+        .await;
+    let jid = answer
+        .get_child("query", "jabber:iq:gateway")
+        .and_then(|q| q.get_child("jid", "jabber:iq:gateway"));
+    assert_eq!(
+        jid.map(|j| j.text()),
+        Some(gw_jid("bob@foreign.test")),
+        "{}",
+        xml(&answer)
+    );
 
     world.phone.send(&format!("<iq type='get' id='di' to='{GW}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
-    let info = world.phone.expect("disco#info", |e| e.attr("id") == Some("di")).await;
+    let info = world
+        .phone
+        .expect("disco#info", |e| e.attr("id") == Some("di"))
+        .await;
     let text = xml(&info);
-    assert!(text.contains("category='gateway'") && text.contains("type='xmpp'"), "{text}");
-    for feature in ["jabber:iq:register", "jabber:iq:gateway", "urn:xmpp:ping", "jabber:iq:version"] {
+    assert!(
+        text.contains("category='gateway'") && text.contains("type='xmpp'"),
+        "{text}"
+    );
+    for feature in [
+        "jabber:iq:register",
+        "jabber:iq:gateway",
+        "urn:xmpp:ping",
+        "jabber:iq:version",
+    ] {
         assert!(text.contains(feature), "missing {feature}: {text}");
     }
 }
