@@ -1,8 +1,12 @@
-//! Builds the default policy for wasm32-wasip2 and embeds it as
-//! `builtin:default`, so users never build it by hand.
+//! Builds the workspace's policies for wasm32-wasip2 and embeds the default
+//! one as `builtin:default`, so users never build it by hand. The others
+//! (used by tests) are found through `pizzja_host::testing::policy_path`.
 
 use std::path::PathBuf;
 use std::process::Command;
+
+/// Every policy crate in the workspace: the default (embedded) first.
+const POLICIES: &[&str] = &["pizzja-policy-default", "pizzja-policy-test-hostile"];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -10,13 +14,7 @@ fn main() {
         .parent()
         .expect("host/ lives in the workspace")
         .to_path_buf();
-    for dir in [
-        "policies/default/src",
-        "policies/default/Cargo.toml",
-        "guest-sdk/src",
-        "guest-sdk/Cargo.toml",
-        "wit",
-    ] {
+    for dir in ["policies", "guest-sdk/src", "guest-sdk/Cargo.toml", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     // A target directory of its own: the outer build holds the lock on its own.
@@ -25,34 +23,47 @@ fn main() {
         .unwrap_or_else(|| root.join("target"))
         .join("wasm-policies");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "pizzja-policy-default",
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "policy",
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        // Flags meant for the host build must not leak into the wasm build.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .status()
-        .expect("failed to run cargo for the default policy");
-    if !status.success() {
-        panic!(
-            "building the default policy for wasm32-wasip2 failed; is the target installed? \
-             (rustup target add wasm32-wasip2)"
-        );
+    // One at a time: built together, cargo would unify the default policy's
+    // `export` feature into the policies that embed it.
+    let built = target_dir.join("wasm32-wasip2/policy");
+    let collected = target_dir.join("collected");
+    std::fs::create_dir_all(&collected).expect("creating the policy output directory");
+    for policy in POLICIES {
+        let status = Command::new(&cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "--quiet",
+                "--target",
+                "wasm32-wasip2",
+                "--profile",
+                "policy",
+                "-p",
+                policy,
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            // Flags meant for the host build must not leak into the wasm build.
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .status()
+            .expect("failed to run cargo for the policies");
+        if !status.success() {
+            panic!(
+                "building {policy} for wasm32-wasip2 failed; is the target installed? \
+                 (rustup target add wasm32-wasip2)"
+            );
+        }
+        // Copied at once: a later build may rewrite this crate's artifact
+        // with other features (as a dependency of another policy).
+        let file = format!("{}.wasm", policy.replace('-', "_"));
+        std::fs::copy(built.join(&file), collected.join(&file))
+            .unwrap_or_else(|e| panic!("failed to copy {file}: {e}"));
     }
-    let wasm = target_dir.join("wasm32-wasip2/policy/pizzja_policy_default.wasm");
+    println!("cargo:rustc-env=PIZZJA_POLICY_DIR={}", collected.display());
+    let wasm = collected.join("pizzja_policy_default.wasm");
     let out =
         PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("default_policy.wasm");
     std::fs::copy(&wasm, &out).unwrap_or_else(|e| panic!("failed to copy {}: {e}", wasm.display()));

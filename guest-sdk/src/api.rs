@@ -39,6 +39,9 @@ macro_rules! export_policy {
             }
         }
 
+        // The component's exports exist only on wasm; natively (tests, and
+        // policies embedding another policy) there is nothing to export.
+        #[cfg(target_arch = "wasm32")]
         $crate::wit::__export_policy_world!(__PizzjaPolicyExport with_types_in $crate::wit);
     };
 }

@@ -34,6 +34,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 use xmpp::component::{LinkConfig, LinkEvent};
 
+/// For tests: where the workspace's policies were built.
+#[doc(hidden)]
+pub mod testing {
+    /// The built `.wasm` of workspace policy crate `name` (underscores).
+    pub fn policy_path(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("PIZZJA_POLICY_DIR")).join(format!("{name}.wasm"))
+    }
+}
+
 /// Everything checked and loaded, not yet connected.
 pub struct Prepared {
     config: Config,

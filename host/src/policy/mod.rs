@@ -7,7 +7,7 @@
 
 pub mod bindings;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bindings::{Action, Event, Facts};
 use sha1::{Digest, Sha1};
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,6 +33,9 @@ pub enum DecideError {
         /// What wasmtime said.
         reason: String,
     },
+    /// The policy threads are gone (only while shutting down).
+    #[error("the policy engine has stopped")]
+    Gone,
     /// A fresh instance could not be made.
     #[error("policy `{policy}` could not be instantiated: {reason}")]
     Instantiate {
@@ -84,11 +87,27 @@ pub struct Loaded {
 }
 
 /// The engine: compiles modules, keeps the current policy, decides.
+///
+/// Decisions run on dedicated threads, outside the tokio runtime: a policy
+/// that spins until its deadline holds one policy thread, not a network
+/// task, and WASI calls a guest makes (a panic message on stderr) may block
+/// safely there (wasmtime-wasi's sync stdio must not run inside tokio).
 pub struct PolicyEngine {
+    core: Arc<Core>,
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+struct Core {
     engine: Engine,
     linker: Linker<State>,
     limits: Limits,
     current: RwLock<Arc<Loaded>>,
+}
+
+struct Job {
+    event: Event,
+    facts: Facts,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Action>, DecideError>>,
 }
 
 impl PolicyEngine {
@@ -111,12 +130,34 @@ impl PolicyEngine {
             "failed to link WASI".into()
         })?;
         start_ticker(&engine);
-        let placeholder = Self::compile_with(&engine, &linker, limits, name, bytes, config)?;
-        Ok(PolicyEngine {
+        let first = Self::compile_with(&engine, &linker, limits, name, bytes, config)?;
+        let core = Arc::new(Core {
             engine,
             linker,
             limits,
-            current: RwLock::new(Arc::new(placeholder)),
+            current: RwLock::new(Arc::new(first)),
+        });
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 0..threads {
+            let (core, rx) = (core.clone(), rx.clone());
+            std::thread::Builder::new()
+                .name(format!("pizzja-policy-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                            Ok(job) => job,
+                            Err(_) => return, // the engine is gone
+                        };
+                        let _ = job.reply.send(core.decide(&job.event, &job.facts));
+                    }
+                })
+                .context("failed to start a policy thread")?;
+        }
+        Ok(PolicyEngine {
+            core,
+            jobs: Mutex::new(tx),
         })
     }
 
@@ -159,10 +200,7 @@ impl PolicyEngine {
 
     /// The policy deciding now.
     pub fn current(&self) -> Arc<Loaded> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.core.current()
     }
 
     /// Compiles and validates a module, then makes it current. On error the
@@ -173,21 +211,61 @@ impl PolicyEngine {
         bytes: &[u8],
         config: Vec<(String, String)>,
     ) -> Result<Arc<Loaded>> {
+        let core = &self.core;
         let loaded = Arc::new(Self::compile_with(
-            &self.engine,
-            &self.linker,
-            self.limits,
+            &core.engine,
+            &core.linker,
+            core.limits,
             name,
             bytes,
             config,
         )?);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded.clone();
+        *core.current.write().unwrap_or_else(|p| p.into_inner()) = loaded.clone();
         Ok(loaded)
     }
 
-    /// Decides one event. Takes an idle instance of the current policy (or
-    /// makes one), calls it under the deadline, and keeps it unless it trapped.
-    pub fn decide(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
+    /// Decides one event on a policy thread.
+    pub async fn decide(&self, event: Event, facts: Facts) -> Result<Vec<Action>, DecideError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            event,
+            facts,
+            reply,
+        };
+        if self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .is_err()
+        {
+            return Err(DecideError::Gone);
+        }
+        answer.await.unwrap_or(Err(DecideError::Gone))
+    }
+
+    /// Decides one event on the calling thread, which must not be inside a
+    /// tokio runtime (see the type's documentation).
+    pub fn decide_blocking(
+        &self,
+        event: &Event,
+        facts: &Facts,
+    ) -> Result<Vec<Action>, DecideError> {
+        self.core.decide(event, facts)
+    }
+}
+
+impl Core {
+    fn current(&self) -> Arc<Loaded> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes an idle instance of the current policy (or makes one), calls it
+    /// under the deadline, and keeps it unless it trapped.
+    fn decide(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
         let loaded = self.current();
         let idle = loaded.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut inst = match idle {

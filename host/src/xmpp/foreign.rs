@@ -290,19 +290,92 @@ pub fn spawn<T: Clone + Send + Sync + 'static>(
     tx
 }
 
+/// Logs in, retrying transient failures until `deadline`; a refused
+/// password ends it at once.
+async fn first_login(
+    params: &SessionParams,
+    deadline: tokio::time::Instant,
+) -> Result<Connection, LoginFailure> {
+    let identity = Jid::from(params.jid.clone());
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let attempt = login(
+            &params.connector,
+            &identity,
+            &params.password,
+            Timeouts::tight(),
+        );
+        let failure = match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(Ok((features, stream))) => {
+                return Ok(Connection {
+                    stream: stream.box_stream(),
+                    features,
+                    identity,
+                });
+            }
+            Ok(Err(e)) => classify(&e),
+            Err(_) => {
+                let why = format!("no login within {:?}", params.login_timeout);
+                return Err(LoginFailure::Unreachable(why));
+            }
+        };
+        let fatal = matches!(failure, LoginFailure::NotAuthorized(_));
+        if fatal || tokio::time::Instant::now() + delay >= deadline {
+            return Err(failure);
+        }
+        debug!(jid = %params.jid, %failure, "foreign login attempt failed; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
 async fn run(
     params: SessionParams,
     mut commands: mpsc::Receiver<Command>,
     report: impl Fn(Report),
 ) {
     let jid = params.jid.clone();
+    let deadline = tokio::time::Instant::now() + params.login_timeout;
+
+    // Logging in: queue what controllers send, bounded, until logged in or
+    // failed. tokio-xmpp's own reconnector would retry a bad password
+    // forever and say nothing (DEPENDENCY-FACTS.md, pitfall 4).
+    let mut waiting: VecDeque<Outgoing> = VecDeque::new();
+    let logging_in = first_login(&params, deadline);
+    tokio::pin!(logging_in);
+    let connection = loop {
+        tokio::select! {
+            result = &mut logging_in => match result {
+                Ok(conn) => break conn,
+                Err(reason) => {
+                    warn!(%jid, %reason, "foreign login failed");
+                    report(Report::Failed { reason, unsent: waiting.into() });
+                    return;
+                }
+            },
+            cmd = commands.recv() => match cmd {
+                Some(Command::Send(out)) => queue(&mut waiting, *out, params.queue_limit, &report),
+                Some(Command::Close) | None => {
+                    report(Report::Closed);
+                    return;
+                }
+            },
+        }
+    };
+
+    // Authenticated: StanzaStream binds the resource and owns the stream
+    // from here, calling the reconnector whenever the connection drops.
     let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<LoginFailure>();
+    let mut first = Some(connection);
     let connector = params.connector.clone();
     let password = params.password.clone();
     let identity = Jid::from(jid.clone());
-    // Our own reconnector: tokio-xmpp's retries forever and never says why.
     let reconnector = Box::new(
         move |_: Option<String>, slot: oneshot::Sender<Connection>| {
+            if let Some(conn) = first.take() {
+                let _ = slot.send(conn);
+                return;
+            }
             let (connector, password, identity, fail_tx) = (
                 connector.clone(),
                 password.clone(),
@@ -310,22 +383,25 @@ async fn run(
                 fail_tx.clone(),
             );
             tokio::spawn(async move {
-                let mut delay = Duration::from_millis(500);
+                // Keep trying while the session is wanted (SPEC section 7): the
+                // account closes it when its controllers leave. The slot is
+                // dropped only once nobody listens any more, since tokio-xmpp's
+                // worker treats a dropped slot as fatal.
+                let mut delay = Duration::from_secs(1);
                 loop {
                     match login(&connector, &identity, &password, Timeouts::tight()).await {
                         Ok((features, stream)) => {
-                            let _ = slot.send(Connection {
+                            let conn = Connection {
                                 stream: stream.box_stream(),
                                 features,
                                 identity,
-                            });
+                            };
+                            let _ = slot.send(conn);
                             return;
                         }
                         Err(e) => {
-                            let failure = classify(&e);
-                            let fatal = matches!(failure, LoginFailure::NotAuthorized(_));
-                            if fail_tx.send(failure).is_err() || fatal {
-                                return; // dropping the slot ends the stream
+                            if fail_tx.send(classify(&e)).is_err() {
+                                return;
                             }
                             tokio::time::sleep(delay).await;
                             delay = (delay * 2).min(Duration::from_secs(30));
@@ -337,51 +413,32 @@ async fn run(
     );
     let mut stream = StanzaStream::new(reconnector, params.queue_limit.max(1));
 
-    // Logging in: queue what controllers send, bounded, until bound or failed.
-    let mut waiting: VecDeque<Outgoing> = VecDeque::new();
-    let deadline = tokio::time::sleep(params.login_timeout);
-    tokio::pin!(deadline);
-    let mut last_failure: Option<LoginFailure> = None;
-    let failure = loop {
+    // Binding the resource, still under the login deadline.
+    let bound = loop {
         tokio::select! {
             ev = stream.next() => match ev {
-                Some(Event::Stream(StreamEvent::Reset { .. })) => break None,
+                Some(Event::Stream(StreamEvent::Reset { .. })) => break Ok(()),
                 Some(Event::Stream(_)) => {}
                 Some(Event::Stanza(s)) => report(Report::Stanza(Element::from(s))),
-                None => break Some(last_failure.clone().unwrap_or(LoginFailure::Unreachable("connection closed".into()))),
-            },
-            f = fail_rx.recv() => if let Some(f) = f {
-                debug!(%jid, failure = %f, "foreign login attempt failed");
-                if matches!(f, LoginFailure::NotAuthorized(_)) {
-                    break Some(f);
-                }
-                last_failure = Some(f);
+                None => break Err(LoginFailure::Unreachable("the stream ended while binding".into())),
             },
             cmd = commands.recv() => match cmd {
-                Some(Command::Send(out)) => {
-                    if waiting.len() >= params.queue_limit {
-                        report(Report::Rejected(*out, "too many stanzas waiting for the foreign login".into()));
-                    } else {
-                        waiting.push_back(*out);
-                    }
-                }
+                Some(Command::Send(out)) => queue(&mut waiting, *out, params.queue_limit, &report),
                 Some(Command::Close) | None => {
                     stream.close().await;
                     report(Report::Closed);
                     return;
                 }
             },
-            _ = &mut deadline => {
-                let why = match &last_failure {
-                    Some(f) => f.clone(),
-                    None => LoginFailure::Unreachable(format!("no login within {:?}", params.login_timeout)),
-                };
-                break Some(why);
+            _ = tokio::time::sleep_until(deadline) => {
+                let why = format!("resource not bound within {:?}", params.login_timeout);
+                break Err(LoginFailure::Unreachable(why));
             }
         }
     };
-    if let Some(reason) = failure {
+    if let Err(reason) = bound {
         warn!(%jid, %reason, "foreign login failed");
+        drop(fail_rx);
         stream.close().await;
         report(Report::Failed {
             reason,
@@ -417,6 +474,7 @@ async fn run(
             cmd = commands.recv() => match cmd {
                 Some(Command::Send(out)) => send(&stream, *out, &report).await,
                 Some(Command::Close) | None => {
+                    drop(fail_rx);
                     stream.close().await;
                     info!(%jid, "foreign session closed");
                     report(Report::Closed);
@@ -424,6 +482,15 @@ async fn run(
                 }
             },
         }
+    }
+}
+
+fn queue(waiting: &mut VecDeque<Outgoing>, out: Outgoing, limit: usize, report: &impl Fn(Report)) {
+    if waiting.len() >= limit {
+        let why = "too many stanzas waiting for the foreign login".to_string();
+        report(Report::Rejected(out, why));
+    } else {
+        waiting.push_back(out);
     }
 }
 

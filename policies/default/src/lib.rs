@@ -40,6 +40,7 @@ impl Policy for DefaultPolicy {
     }
 }
 
+#[cfg(feature = "export")]
 pizzja_sdk::export_policy!(DefaultPolicy);
 
 /// SPEC section 3: sessions follow local presence sent to T.

@@ -1,0 +1,119 @@
+//! The policy sandbox against a hostile policy: traps, endless loops and
+//! memory bombs fail the one decision and nothing else.
+
+use pizzja_host::policy::bindings::{Event, Facts, LocalStanza, Stanza, StanzaKind};
+use pizzja_host::policy::{DecideError, Limits, PolicyEngine};
+use pizzja_host::testing::policy_path;
+use std::time::{Duration, Instant};
+
+fn engine() -> PolicyEngine {
+    let bytes =
+        std::fs::read(policy_path("pizzja_policy_test_hostile")).expect("hostile policy built");
+    let limits = Limits {
+        deadline: Duration::from_millis(100),
+        memory: 64 << 20,
+    };
+    PolicyEngine::new("hostile", &bytes, vec![], limits).expect("loads")
+}
+
+fn message(body: &str) -> Event {
+    Event::Local(LocalStanza {
+        stanza: Stanza {
+            kind: StanzaKind::Message,
+            type_: "chat".into(),
+            id: Some("m".into()),
+            from: Some("alice@l.test/Work/phone".into()),
+            to: Some(r"bob\40f.test@gw.l.test".into()),
+            xml: format!("<message><body>{body}</body></message>"),
+        },
+        sender_resource: Some("Work/phone".into()),
+        answers: None,
+    })
+}
+
+fn facts() -> Facts {
+    Facts {
+        local_jid: "alice@l.test".into(),
+        foreign_jid: "me@f.test".into(),
+        gateway: "gw.l.test".into(),
+        controllers: vec![],
+        sessions: vec![],
+        now_ms: 0,
+    }
+}
+
+fn assert_recovers(engine: &PolicyEngine) {
+    let actions = engine
+        .decide_blocking(&message("hello"), &facts())
+        .expect("a fresh instance decides");
+    assert!(
+        !actions.is_empty(),
+        "the default behaviour answers (service-unavailable)"
+    );
+}
+
+#[test]
+fn a_trap_fails_only_that_decision() {
+    let engine = engine();
+    let err = engine
+        .decide_blocking(&message("trap"), &facts())
+        .expect_err("traps");
+    assert!(matches!(err, DecideError::Trap { .. }), "{err}");
+    assert_recovers(&engine);
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_deadline() {
+    let engine = engine();
+    let start = Instant::now();
+    let err = engine
+        .decide_blocking(&message("loop"), &facts())
+        .expect_err("interrupted");
+    // Generous bound: this proves it ends, not how fast (that is a benchmark).
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(format!("{err}").contains("trapped"), "{err}");
+    assert_recovers(&engine);
+}
+
+#[test]
+fn a_memory_bomb_hits_the_cap() {
+    let engine = engine();
+    let err = engine
+        .decide_blocking(&message("grow"), &facts())
+        .expect_err("capped");
+    assert!(matches!(err, DecideError::Trap { .. }), "{err}");
+    assert_recovers(&engine);
+}
+
+#[test]
+fn a_module_that_is_not_a_policy_is_refused_with_a_reason() {
+    let limits = Limits {
+        deadline: Duration::from_millis(100),
+        memory: 64 << 20,
+    };
+    let err = PolicyEngine::new("junk", b"\0asm not really", vec![], limits)
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{err:#}").contains("not a WebAssembly component"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn a_configuration_the_policy_refuses_is_reported() {
+    let bytes = pizzja_host::policy::BUILTIN_DEFAULT;
+    let limits = Limits {
+        deadline: Duration::from_millis(100),
+        memory: 64 << 20,
+    };
+    let config = vec![("initial_presence".to_string(), "sometimes".to_string())];
+    let err = PolicyEngine::new("builtin:default", bytes, config, limits)
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("initial_presence"), "{err:#}");
+}

@@ -1,0 +1,94 @@
+//! A hostile policy for the host's tests: the default policy, except that
+//! a local message whose body is one of the words below makes it misbehave.
+//!
+//! - `trap`: panics (a wasm trap).
+//! - `loop`: never returns.
+//! - `grow`: allocates far more memory than any cap allows.
+//! - `forge`: returns actions that try to break the host's invariants.
+//! - `facts`: echoes the facts it was given back to the sender.
+
+use pizzja_policy_default::DefaultPolicy;
+use pizzja_sdk::{Action, Config, Content, Event, Facts, Policy, SendForeign, SendLocal, xml};
+
+/// The default policy with a few bad habits.
+pub struct Hostile {
+    inner: DefaultPolicy,
+}
+
+fn body(event: &Event) -> Option<&str> {
+    let Event::Local(local) = event else {
+        return None;
+    };
+    let x = &local.stanza.xml;
+    let start = x.find("<body>")? + "<body>".len();
+    let end = x[start..].find("</body>")? + start;
+    Some(&x[start..end])
+}
+
+impl Policy for Hostile {
+    fn new(config: &Config) -> Result<Self, String> {
+        Ok(Hostile {
+            inner: DefaultPolicy::new(config)?,
+        })
+    }
+
+    fn decide(&mut self, event: &Event, facts: &Facts) -> Vec<Action> {
+        match body(event) {
+            Some("trap") => panic!("hostile policy traps on purpose"),
+            Some("loop") => loop {
+                std::hint::black_box(());
+            },
+            Some("grow") => {
+                // Written to, so the optimiser cannot drop it.
+                let big = vec![7u8; 1 << 30];
+                vec![Action::debug(format!(
+                    "grew {}",
+                    std::hint::black_box(&big).len()
+                ))]
+            }
+            Some("forge") => {
+                let sender = match event {
+                    Event::Local(l) => l.sender_resource.clone(),
+                    _ => None,
+                };
+                vec![
+                    // Another account as the target, and a sender outside T.
+                    Action::SendLocal(SendLocal {
+                        to_resource: Some("x/../../carol@local.test".into()),
+                        from_node: Some("evil@elsewhere.example".into()),
+                        from_resource: None,
+                        content: Content::Xml(xml::chat("to another account")),
+                    }),
+                    // Addresses written into the XML itself.
+                    Action::SendLocal(SendLocal {
+                        to_resource: sender,
+                        from_node: None,
+                        from_resource: None,
+                        content: Content::Xml(
+                            "<message type='chat' to='carol@local.test' from='admin@local.test'><body>forged</body></message>".into(),
+                        ),
+                    }),
+                    // A session that is not this account's.
+                    Action::SendForeign(SendForeign {
+                        session: "NotMine".into(),
+                        to: Some("bob@foreign.test".into()),
+                        content: Content::Original,
+                    }),
+                ]
+            }
+            Some("facts") => {
+                let sender = match event {
+                    Event::Local(l) => l.sender_resource.clone(),
+                    _ => None,
+                };
+                vec![Action::send_local_from_gateway(
+                    sender,
+                    xml::chat(&format!("{facts:?}")),
+                )]
+            }
+            _ => self.inner.decide(event, facts),
+        }
+    }
+}
+
+pizzja_sdk::export_policy!(Hostile);
