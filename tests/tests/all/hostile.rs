@@ -76,7 +76,7 @@ async fn forged_addresses_are_rewritten_or_refused_never_delivered_elsewhere() {
     assert_eq!(forged.attr("from"), Some(GW));
     assert_eq!(forged.attr("to"), Some("alice@local.test/Work/phone"));
     // Carol got nothing: a message to her sent after the forgery arrives first.
-    let mut bob = world.bob().await;
+    let bob = world.bob().await;
     bob.send(&format!(
         "<message type='chat' to='{ME}/Work' id='later'><body>marker</body></message>"
     ))
