@@ -74,17 +74,37 @@ impl Prosody {
     /// Starts Prosody with `users` (`(user, domain)`, password [`PASSWORD`])
     /// and waits until both ports accept connections.
     pub async fn start(users: &[(&str, &str)]) -> Result<Prosody> {
+        Prosody::start_with(users, false).await
+    }
+
+    /// Like [`Prosody::start`]; with `tls`, foreign.test offers STARTTLS
+    /// with a certificate signed by a throwaway CA (`ca.crt` in [`Prosody::dir`]).
+    pub async fn start_with(users: &[(&str, &str)], tls: bool) -> Result<Prosody> {
         let prosody = which("prosody").context(
             "prosody is not installed: the end-to-end tests need it (apt-get install prosody)",
         )?;
         let dir = tempfile::tempdir()?;
         let (c2s, component) = (free_port(), free_port());
+        let (extra_modules, foreign_ssl) = if tls {
+            make_certificates(dir.path())?;
+            let d = dir.path().display();
+            (
+                ", \"tls\"".to_string(),
+                format!(
+                    "    ssl = {{ certificate = \"{d}/foreign.crt\", key = \"{d}/foreign.key\" }}"
+                ),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         let config = include_str!("../prosody/prosody.cfg.lua.in")
             .replace("@DIR@", &dir.path().display().to_string())
             .replace("@C2S@", &c2s.to_string())
             .replace("@COMPONENT@", &component.to_string())
             .replace("@SECRET@", SECRET)
-            .replace("@LOGLEVEL@", "info");
+            .replace("@LOGLEVEL@", "info")
+            .replace("@EXTRA_MODULES@", &extra_modules)
+            .replace("@FOREIGN_SSL@", &foreign_ssl);
         let cfg_path = dir.path().join("prosody.cfg.lua");
         std::fs::write(&cfg_path, config)?;
         std::fs::create_dir_all(dir.path().join("data"))?;
@@ -193,6 +213,82 @@ impl Drop for Prosody {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A CA and a certificate for foreign.test signed by it, with openssl.
+fn make_certificates(dir: &Path) -> Result<()> {
+    which("openssl").context("openssl is needed for the TLS tests (apt-get install openssl)")?;
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:foreign.test\nbasicConstraints=CA:FALSE\n",
+    )?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Pizzja Test CA",
+            ],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "foreign.key",
+                "-out",
+                "foreign.csr",
+                "-subj",
+                "/CN=foreign.test",
+            ],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "foreign.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "foreign.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn register_user(cfg: &Path, user: &str, domain: &str, password: &str) -> Result<()> {

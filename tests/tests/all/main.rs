@@ -6,6 +6,7 @@ mod hostile;
 mod lifecycle;
 mod registration;
 mod routing;
+mod tls;
 
 use pizzja_tests::*;
 
