@@ -55,20 +55,28 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"0"))
 }
 
-/// Installs Prosody (Debian's package) and the wasm32-wasip2 target when
-/// missing. The test Prosody is started by the tests themselves, so the
-/// system service Debian starts on install is stopped again.
+/// Installs Prosody and openssl (Debian's packages) and the wasm32-wasip2
+/// target when missing.
 fn setup() -> Result<()> {
-    if !have("prosody") {
+    // Prosody for the end-to-end tests and the demo, openssl for the TLS tests.
+    let missing: Vec<&str> = ["prosody", "openssl"]
+        .into_iter()
+        .filter(|c| !have(c))
+        .collect();
+    if !missing.is_empty() {
         if !is_root() {
-            bail!("Prosody is missing: run `sudo apt-get install -y prosody`, then try again");
+            bail!(
+                "missing {missing:?}: run `sudo apt-get install -y {}`, then try again",
+                missing.join(" ")
+            );
         }
-        eprintln!("xtask: installing prosody (apt-get)");
+        eprintln!("xtask: installing {missing:?} (apt-get)");
         run(Command::new("apt-get").args(["update", "-qq"]))?;
         run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "prosody"])
+            .args(["install", "-y", "-qq"])
+            .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
-        // Not needed running; ignore failure where there is no init system.
+        // The tests start their own Prosody; the system service is not needed.
         let _ = Command::new("sh")
             .args(["-c", "service prosody stop >/dev/null 2>&1 || true"])
             .status();
