@@ -278,49 +278,24 @@ impl Account {
         };
         match report {
             Report::Stanza(el) => self.on_foreign(session, el).await,
-            Report::Online | Report::Resumed => {
+            Report::Resumed => self.set_state(&session, wit::SessionState::Online),
+            Report::Online => {
                 self.set_state(&session, wit::SessionState::Online);
-                if matches!(report, Report::Online) {
-                    let ev = change(wit::SessionState::Online, None);
-                    self.decide_and_apply(
-                        ev,
-                        Current {
-                            stanza: None,
-                            side: Side::Internal,
-                        },
-                    )
+                self.decide_internal(change(wit::SessionState::Online, None))
                     .await;
-                }
             }
             Report::Reconnecting(why) => {
                 self.set_state(&session, wit::SessionState::Reconnecting);
-                let ev = change(wit::SessionState::Reconnecting, Some(why));
-                self.decide_and_apply(
-                    ev,
-                    Current {
-                        stanza: None,
-                        side: Side::Internal,
-                    },
-                )
-                .await;
+                self.decide_internal(change(wit::SessionState::Reconnecting, Some(why)))
+                    .await;
             }
             Report::Failed { reason, unsent } => {
                 self.set_state(&session, wit::SessionState::Failed);
                 let why = reason.to_string();
-                self.bounce(
-                    unsent,
-                    &format!("the foreign session could not log in: {why}"),
-                )
-                .await;
-                let ev = change(wit::SessionState::Failed, Some(why));
-                self.decide_and_apply(
-                    ev,
-                    Current {
-                        stanza: None,
-                        side: Side::Internal,
-                    },
-                )
-                .await;
+                let text = format!("the foreign session could not log in: {why}");
+                self.bounce(unsent, &text).await;
+                self.decide_internal(change(wit::SessionState::Failed, Some(why)))
+                    .await;
             }
             Report::Rejected(out, why) => self.bounce(vec![out], &why).await,
             Report::Closed => {
@@ -487,6 +462,15 @@ impl Account {
                 .collect(),
             now_ms: now_ms(),
         }
+    }
+
+    /// Decides an event that carries no stanza (a session change).
+    async fn decide_internal(&mut self, event: wit::Event) {
+        let current = Current {
+            stanza: None,
+            side: Side::Internal,
+        };
+        self.decide_and_apply(event, current).await;
     }
 
     async fn decide_and_apply(&mut self, event: wit::Event, current: Current) {

@@ -298,16 +298,12 @@ impl Router {
             ("set", NS_REGISTER, "query") => self.register_set(el, local).await,
             ("get", NS_GATEWAY, "query") => {
                 let query = Element::builder("query", NS_GATEWAY)
-                    .append(
-                        Element::builder("desc", NS_GATEWAY)
-                            .append("Enter the address of a contact on the foreign network")
-                            .build(),
-                    )
-                    .append(
-                        Element::builder("prompt", NS_GATEWAY)
-                            .append("XMPP address")
-                            .build(),
-                    )
+                    .append(text_el(
+                        "desc",
+                        NS_GATEWAY,
+                        "Enter the address of a contact on the foreign network",
+                    ))
+                    .append(text_el("prompt", NS_GATEWAY, "XMPP address"))
                     .build();
                 self.send(result(&el, Some(query))).await;
             }
@@ -322,16 +318,8 @@ impl Router {
                             format!("{}@{}", pizzja_sdk::escape(j.as_str()), self.gateway());
                         // XEP-0100 section 6.3: <jid/> (older clients read <prompt/>).
                         let query = Element::builder("query", NS_GATEWAY)
-                            .append(
-                                Element::builder("jid", NS_GATEWAY)
-                                    .append(translated.clone())
-                                    .build(),
-                            )
-                            .append(
-                                Element::builder("prompt", NS_GATEWAY)
-                                    .append(translated)
-                                    .build(),
-                            )
+                            .append(text_el("jid", NS_GATEWAY, translated.clone()))
+                            .append(text_el("prompt", NS_GATEWAY, translated))
                             .build();
                         self.send(result(&el, Some(query))).await;
                     }
@@ -375,16 +363,8 @@ impl Router {
             ("get", NS_PING, "ping") => self.send(result(&el, None)).await,
             ("get", NS_VERSION, "query") => {
                 let query = Element::builder("query", NS_VERSION)
-                    .append(
-                        Element::builder("name", NS_VERSION)
-                            .append("Pizzja")
-                            .build(),
-                    )
-                    .append(
-                        Element::builder("version", NS_VERSION)
-                            .append(env!("CARGO_PKG_VERSION"))
-                            .build(),
-                    )
+                    .append(text_el("name", NS_VERSION, "Pizzja"))
+                    .append(text_el("version", NS_VERSION, env!("CARGO_PKG_VERSION")))
                     .build();
                 self.send(result(&el, Some(query))).await;
             }
@@ -406,17 +386,11 @@ impl Router {
         match self.shared.storage.get(local) {
             Ok(Some(reg)) => {
                 query.append_child(Element::bare("registered", NS_REGISTER));
-                query.append_child(
-                    Element::builder("username", NS_REGISTER)
-                        .append(reg.foreign.to_string())
-                        .build(),
-                );
+                query.append_child(text_el("username", NS_REGISTER, reg.foreign.to_string()));
             }
             Ok(None) => {
                 query.append_child(
-                    Element::builder("instructions", NS_REGISTER)
-                        .append("Enter the address (user@domain) and password of the account this gateway should connect to.")
-                        .build(),
+                    text_el("instructions", NS_REGISTER, "Enter the address (user@domain) and password of the account this gateway should connect to."),
                 );
                 query.append_child(Element::bare("username", NS_REGISTER));
                 query.append_child(Element::bare("password", NS_REGISTER));
@@ -430,11 +404,7 @@ impl Router {
                 };
                 let form = Element::builder("x", NS_DATA)
                     .attr(nc("type"), "form")
-                    .append(
-                        Element::builder("title", NS_DATA)
-                            .append("Register a foreign account")
-                            .build(),
-                    )
+                    .append(text_el("title", NS_DATA, "Register a foreign account"))
                     .append(field(
                         "username",
                         "text-single",
@@ -566,6 +536,11 @@ impl Router {
             let _ = shared.to_local.send(reply).await;
         });
     }
+}
+
+/// `<name xmlns=ns>text</name>`
+fn text_el(name: &str, ns: &str, text: impl Into<String>) -> Element {
+    Element::builder(name, ns).append(text.into()).build()
 }
 
 fn nc(name: &str) -> rxml::NcName {
