@@ -9,7 +9,7 @@
 //! [`split_resource`]), action and stanza-error builders, and one macro,
 //! [`export_policy!`], to export a type implementing [`Policy`].
 //!
-//! ```ignore
+//! ```
 //! use pizzja_sdk::{Action, Config, Event, Facts, Policy};
 //!
 //! struct Echo;
