@@ -130,6 +130,16 @@ impl Prosody {
         Ok(p)
     }
 
+    /// Stops the server and starts it again on the same ports and data:
+    /// every connection to it drops.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        let prosody = which("prosody").context("prosody is not installed")?;
+        self.child = spawn_prosody(&prosody, &self.dir.path().join("prosody.cfg.lua"))?;
+        self.wait_ready().await
+    }
+
     async fn wait_ready(&mut self) -> Result<()> {
         let deadline = tokio::time::Instant::now() + WAIT;
         for port in [self.c2s, self.component] {
@@ -213,6 +223,18 @@ impl Drop for Prosody {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn_prosody(prosody: &Path, cfg: &Path) -> Result<Child> {
+    Command::new(prosody)
+        .arg("--config")
+        .arg(cfg)
+        .arg("-F")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("failed to start prosody")
 }
 
 /// A CA and a certificate for foreign.test signed by it, with openssl.

@@ -2,6 +2,7 @@
 //! part of SPEC.md. Each test starts its own server with fresh accounts.
 
 mod errors;
+mod faults;
 mod hostile;
 mod lifecycle;
 mod registration;

@@ -1,0 +1,60 @@
+//! SPEC section 7: the link to the local server and the foreign sessions
+//! come back by themselves.
+
+use crate::World;
+use pizzja_tests::*;
+use std::time::Duration;
+
+/// Pings the gateway until it answers (instead of the server's error for an
+/// absent component); each attempt waits for its answer.
+async fn until_gateway_answers(client: &mut Client) {
+    for attempt in 0..100 {
+        let id = format!("up-{attempt}");
+        client
+            .send(&format!(
+                "<iq type='get' id='{id}' to='{GW}'><ping xmlns='urn:xmpp:ping'/></iq>"
+            ))
+            .await;
+        let answer = client
+            .expect("a ping answer", |e| e.attr("id") == Some(id.as_str()))
+            .await;
+        if answer.attr("type") == Some("result") {
+            return;
+        }
+        // The component is not back yet; its backoff is 1 s, doubling.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the gateway never came back");
+}
+
+#[tokio::test]
+async fn the_component_link_and_the_sessions_come_back_after_a_server_restart() {
+    let mut world = World::new().await;
+    // Every connection drops; the gateway itself keeps running and still
+    // counts Work/phone as a controller, so me/Work must reconnect.
+    world.prosody.restart().await.expect("prosody restarts");
+
+    let mut tablet = world.client("alice", LOCAL, "Work/tablet").await;
+    until_gateway_answers(&mut tablet).await;
+    tablet.go_online().await;
+    let mut bob = world.client("bob", FOREIGN, "pc").await;
+    bob.go_online().await;
+    let to = gw_jid("bob@foreign.test");
+    tablet
+        .send(&format!(
+            "<message type='chat' to='{to}' id='after'><body>after the restart</body></message>"
+        ))
+        .await;
+    let m = bob
+        .expect("the message", |e| {
+            body(e).as_deref() == Some("after the restart")
+        })
+        .await;
+    assert_eq!(m.attr("from"), Some("me@foreign.test/Work"));
+    bob.send("<message type='chat' to='me@foreign.test/Work' id='back'><body>welcome back</body></message>").await;
+    tablet
+        .expect("bob's answer", |e| {
+            body(e).as_deref() == Some("welcome back")
+        })
+        .await;
+}
