@@ -29,6 +29,9 @@ use tracing::{debug, error, info, trace, warn};
 pub enum Input {
     /// A stanza from one of the account's resources, addressed under T.
     Local(Element),
+    /// The link to the local server came back: controllers must confirm
+    /// they are still online (the start-up probe makes the server answer).
+    LinkReset,
     /// Close everything and stop.
     Shutdown,
 }
@@ -38,7 +41,13 @@ enum Timer {
     Outbound(String),
     /// A request sent to a controller got no answer in time.
     Inbound(String),
+    /// The grace period after a link reset is over.
+    Sweep(u64),
 }
+
+/// How long controllers have to confirm themselves after the link to the
+/// local server came back (the server answers T's probe at once).
+const CONFIRM_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Controller {
     resource: String,
@@ -102,6 +111,9 @@ pub struct Account {
     generation: u64,
     reports_tx: mpsc::UnboundedSender<(Tag, Report)>,
     timers_tx: mpsc::UnboundedSender<Timer>,
+    /// Controllers not seen since the last link reset, and which reset.
+    unconfirmed: Vec<String>,
+    resets: u64,
 }
 
 fn now_ms() -> u64 {
@@ -126,6 +138,8 @@ pub fn spawn(reg: Registration, shared: Arc<Shared>) -> mpsc::UnboundedSender<In
         generation: 0,
         reports_tx,
         timers_tx,
+        unconfirmed: Vec::new(),
+        resets: 0,
     };
     tokio::spawn(account.run(rx, reports_rx, timers_rx));
     tx
@@ -143,6 +157,7 @@ impl Account {
             tokio::select! {
                 input = inputs.recv() => match input {
                     Some(Input::Local(el)) => self.on_local(el).await,
+                    Some(Input::LinkReset) => self.on_link_reset(),
                     Some(Input::Shutdown) | None => break,
                 },
                 Some((tag, report)) = reports.recv() => self.on_report(tag, report).await,
@@ -189,6 +204,7 @@ impl Account {
 
         if let Some(r) = &resource {
             if kind == Kind::Presence && to_gateway && type_.is_empty() {
+                self.unconfirmed.retain(|u| u != r);
                 self.controller_online(r, &el, now);
             } else if kind == Kind::Presence && to_gateway && type_ == "unavailable" {
                 self.controllers.retain(|c| &c.resource != r);
@@ -374,6 +390,7 @@ impl Account {
 
     async fn on_timer(&mut self, timer: Timer) {
         match timer {
+            Timer::Sweep(reset) => self.sweep(reset).await,
             Timer::Outbound(id) => {
                 let Some(p) = self.pending_out.remove(&id) else {
                     return;
@@ -423,9 +440,47 @@ impl Account {
         }
     }
 
+    fn on_link_reset(&mut self) {
+        // Whoever left while the link was down never told us: only the
+        // controllers the server reports again (probe answers) stay.
+        self.resets += 1;
+        self.unconfirmed = self
+            .controllers
+            .iter()
+            .map(|c| c.resource.clone())
+            .collect();
+        self.arm_after(CONFIRM_GRACE, Timer::Sweep(self.resets));
+    }
+
+    /// Takes the controllers that did not confirm offline, through the same
+    /// event their own unavailable presence would have been.
+    async fn sweep(&mut self, reset: u64) {
+        if reset != self.resets {
+            return;
+        }
+        for resource in std::mem::take(&mut self.unconfirmed) {
+            if !self.controllers.iter().any(|c| c.resource == resource) {
+                continue;
+            }
+            info!(local = %self.reg.local, %resource, "controller did not come back after the link reset");
+            let mut p = Element::bare("presence", crate::xmpp::NS_CLIENT);
+            set_attr(&mut p, "type", Some("unavailable".into()));
+            set_attr(
+                &mut p,
+                "from",
+                Some(format!("{}/{resource}", self.reg.local)),
+            );
+            set_attr(&mut p, "to", Some(self.gateway().to_string()));
+            self.on_local(p).await;
+        }
+    }
+
     fn arm(&self, timer: Timer) {
+        self.arm_after(self.shared.config.iq_timeout, timer);
+    }
+
+    fn arm_after(&self, after: std::time::Duration, timer: Timer) {
         let tx = self.timers_tx.clone();
-        let after = self.shared.config.iq_timeout;
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             let _ = tx.send(timer);

@@ -135,6 +135,12 @@ impl Router {
         }
     }
 
+    /// The link came back after a loss: account tasks re-check controllers.
+    pub fn link_reset(&mut self) {
+        self.accounts
+            .retain(|_, tx| tx.send(Input::LinkReset).is_ok());
+    }
+
     /// Stops every account task (shutdown).
     pub fn stop_all(&mut self) {
         for (_, tx) in self.accounts.drain() {

@@ -130,6 +130,9 @@ pub async fn run(
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(LinkEvent::Connected) => {
+                    if !first_connect {
+                        router.link_reset();
+                    }
                     router.probe_registered().await;
                     if first_connect {
                         first_connect = false;

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, BufStream};
 use tokio::net::TcpStream;
@@ -367,6 +368,14 @@ async fn run(
     // from here, calling the reconnector whenever the connection drops.
     let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<LoginFailure>();
     let mut first = Some(connection);
+    // Connections handed over since the session was last up. After a server
+    // restart, XEP-0198 resumption fails and Prosody 0.12 answers
+    // `<failed xmlns='urn:xmpp:sm:3'/>` without `h`, which xmpp-parsers
+    // rejects: tokio-xmpp then drops the connection and tries to resume
+    // again, forever. So only the first reconnect offers stream management
+    // (a cut socket still resumes); later ones bind afresh.
+    let handed = Arc::new(AtomicU32::new(0));
+    let handed_in_reconnector = handed.clone();
     let connector = params.connector.clone();
     let password = params.password.clone();
     let identity = Jid::from(jid.clone());
@@ -382,6 +391,7 @@ async fn run(
                 identity.clone(),
                 fail_tx.clone(),
             );
+            let without_sm = handed_in_reconnector.fetch_add(1, Ordering::SeqCst) >= 1;
             tokio::spawn(async move {
                 // Keep trying while the session is wanted (SPEC section 7): the
                 // account closes it when its controllers leave. The slot is
@@ -390,7 +400,10 @@ async fn run(
                 let mut delay = Duration::from_secs(1);
                 loop {
                     match login(&connector, &identity, &password, Timeouts::tight()).await {
-                        Ok((features, stream)) => {
+                        Ok((mut features, stream)) => {
+                            if without_sm {
+                                features.stream_management = None;
+                            }
                             let conn = Connection {
                                 stream: stream.box_stream(),
                                 features,
@@ -456,11 +469,17 @@ async fn run(
         tokio::select! {
             ev = stream.next() => match ev {
                 Some(Event::Stanza(s)) => report(Report::Stanza(Element::from(s))),
-                Some(Event::Stream(StreamEvent::Reset { .. })) => report(Report::Online),
+                Some(Event::Stream(StreamEvent::Reset { .. })) => {
+                    handed.store(0, Ordering::SeqCst);
+                    report(Report::Online)
+                }
                 Some(Event::Stream(StreamEvent::Suspended)) => {
                     report(Report::Reconnecting("connection lost".into()))
                 }
-                Some(Event::Stream(StreamEvent::Resumed)) => report(Report::Resumed),
+                Some(Event::Stream(StreamEvent::Resumed)) => {
+                    handed.store(0, Ordering::SeqCst);
+                    report(Report::Resumed)
+                }
                 None => {
                     let reason = LoginFailure::Unreachable("the foreign stream ended".into());
                     report(Report::Failed { reason, unsent: vec![] });

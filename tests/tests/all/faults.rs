@@ -58,3 +58,27 @@ async fn the_component_link_and_the_sessions_come_back_after_a_server_restart() 
         })
         .await;
 }
+
+#[tokio::test]
+async fn a_controller_gone_during_an_outage_is_taken_offline_after_the_probe() {
+    let mut world = World::new().await;
+    let mut bob = world.bob().await;
+    crate::bob_subscribes(&mut bob, &mut world.phone, "Work").await;
+    // The phone's presence does not survive the restart and nobody sends
+    // new presence: the probe answer lists no Work controller.
+    world.prosody.restart().await.expect("prosody restarts");
+    // A new resource: the first client reconnects by itself as bob/pc.
+    let mut bob = world.client("bob", FOREIGN, "laptop").await;
+    bob.go_online().await;
+    let from = "me@foreign.test/Work";
+    bob.expect("me/Work back online", |e| {
+        e.name() == "presence" && e.attr("from") == Some(from) && e.attr("type").is_none()
+    })
+    .await;
+    bob.expect("me/Work offline after the grace period", |e| {
+        e.name() == "presence"
+            && e.attr("from") == Some(from)
+            && e.attr("type") == Some("unavailable")
+    })
+    .await;
+}
