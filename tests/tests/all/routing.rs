@@ -234,3 +234,28 @@ async fn roster_pushes_are_copied_to_every_controller() {
         assert_eq!(push.attr("from"), Some(me_gw.as_str()));
     }
 }
+
+#[tokio::test]
+async fn stanzas_sent_while_the_session_logs_in_wait_and_leave_in_order() {
+    let world = World::new().await;
+    let mut bob = world.bob().await;
+    let mut desk = world.client("alice", LOCAL, "Home/desk").await;
+    // Presence opens me/Home; the messages right behind it wait for the login.
+    desk.send("<presence/>").await;
+    let to = gw_jid("bob@foreign.test");
+    for i in 0..5 {
+        desk.send(&format!(
+            "<message type='chat' to='{to}' id='q{i}'><body>queued {i}</body></message>"
+        ))
+        .await;
+    }
+    for i in 0..5 {
+        let m = bob
+            .expect("the next queued message", |e| {
+                body(e).is_some_and(|b| b.starts_with("queued"))
+            })
+            .await;
+        assert_eq!(body(&m), Some(format!("queued {i}")), "out of order");
+        assert_eq!(m.attr("from"), Some("me@foreign.test/Home"));
+    }
+}
