@@ -37,6 +37,8 @@ pub struct Shared {
     pub to_local: mpsc::Sender<Element>,
     /// TLS roots for foreign sessions.
     pub tls: Arc<rustls::ClientConfig>,
+    /// Asks for a policy reload (file watch, SIGHUP, admins).
+    pub reloads: mpsc::Sender<crate::policy::reload::Request>,
 }
 
 impl Shared {

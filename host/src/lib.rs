@@ -86,6 +86,13 @@ pub fn prepare(config: Config) -> Result<Prepared> {
     })
 }
 
+impl Prepared {
+    /// Reloads, refusals and rollbacks of the policy from now on.
+    pub fn policy_events(&self) -> tokio::sync::broadcast::Receiver<policy::PolicyEvent> {
+        self.engine.events()
+    }
+}
+
 /// Runs the gateway until `shutdown` turns true. `ready` fires once the
 /// component link is first up.
 pub async fn run(
@@ -113,13 +120,23 @@ pub async fn run(
         outbound,
         shutdown.clone(),
     ));
+    let (reloads, reload_requests) = mpsc::channel(8);
     let shared = Arc::new(Shared {
         config,
         storage,
         engine,
         to_local,
         tls,
+        reloads: reloads.clone(),
     });
+    tokio::spawn(policy::reload::serve(shared.clone(), reload_requests));
+    // Kept alive for as long as the gateway runs.
+    let _watcher = match (&shared.config.policy, shared.config.policy_watch) {
+        (PolicySource::File(path), true) => Some(policy::reload::watch(path, reloads.clone())?),
+        _ => None,
+    };
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("failed to listen for SIGHUP")?;
     let (control_tx, mut control) = mpsc::unbounded_channel();
     let mut router = Router::new(shared, control_tx);
     let mut ready = ready;
@@ -145,7 +162,10 @@ pub async fn run(
                 Some(LinkEvent::Stanza(el)) => router.route(el).await,
                 None => break,
             },
-            Some(c) = control.recv() => router.on_control(c).await,
+                        Some(c) = control.recv() => router.on_control(c).await,
+            Some(()) = hangup.recv() => {
+                let _ = reloads.send(policy::reload::Request { origin: "SIGHUP", reply: None }).await;
+            }
             _ = shutdown.changed() => if *shutdown.borrow() { break },
         }
     }

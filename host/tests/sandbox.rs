@@ -117,3 +117,70 @@ fn a_configuration_the_policy_refuses_is_reported() {
         .expect("refused");
     assert!(format!("{err:#}").contains("initial_presence"), "{err:#}");
 }
+
+fn default_engine() -> PolicyEngine {
+    let limits = Limits {
+        deadline: Duration::from_millis(100),
+        memory: 64 << 20,
+    };
+    PolicyEngine::new(
+        "builtin:default",
+        pizzja_host::policy::BUILTIN_DEFAULT,
+        vec![],
+        limits,
+    )
+    .expect("loads")
+}
+
+#[test]
+fn a_refused_module_never_replaces_the_running_one() {
+    use pizzja_host::policy::PolicyEvent;
+    let engine = default_engine();
+    let mut events = engine.events();
+    let before = engine.current().hash.clone();
+    let err = engine
+        .replace("broken.wasm", b"definitely not wasm", vec![])
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{err:#}").contains("not a WebAssembly component"),
+        "{err:#}"
+    );
+    assert_eq!(engine.current().hash, before);
+    match events.try_recv().expect("an event") {
+        PolicyEvent::Refused { name, error } => {
+            assert_eq!(name, "broken.wasm");
+            assert!(error.contains("not a WebAssembly component"), "{error}");
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert_recovers(&engine);
+}
+
+#[test]
+fn a_new_policy_that_keeps_trapping_is_rolled_back() {
+    use pizzja_host::policy::{PolicyEvent, ROLLBACK_TRAPS};
+    let engine = default_engine();
+    let mut events = engine.events();
+    let bytes =
+        std::fs::read(policy_path("pizzja_policy_test_hostile")).expect("hostile policy built");
+    let always_trap = vec![("always".to_string(), "trap".to_string())];
+    engine
+        .replace("always-traps", &bytes, always_trap)
+        .expect("it loads and initialises");
+    assert!(matches!(events.try_recv(), Ok(PolicyEvent::Loaded { .. })));
+    for _ in 0..ROLLBACK_TRAPS {
+        engine
+            .decide_blocking(&message("hello"), &facts())
+            .expect_err("the new policy traps");
+    }
+    match events.try_recv().expect("an event") {
+        PolicyEvent::RolledBack { from, to } => assert_eq!(
+            (from.as_str(), to.as_str()),
+            ("always-traps", "builtin:default")
+        ),
+        other => panic!("expected RolledBack, got {other:?}"),
+    }
+    assert_eq!(engine.current().name, "builtin:default");
+    assert_recovers(&engine);
+}

@@ -6,6 +6,7 @@
 //! an instance that trapped is dropped, never called again.
 
 pub mod bindings;
+pub mod reload;
 
 use anyhow::{Context, Result};
 use bindings::{Action, Event, Facts};
@@ -102,6 +103,55 @@ struct Core {
     linker: Linker<State>,
     limits: Limits,
     current: RwLock<Arc<Loaded>>,
+    /// The policy before the last swap, for a rollback.
+    previous: Mutex<Option<Arc<Loaded>>>,
+    probation: Mutex<Probation>,
+    events: tokio::sync::broadcast::Sender<PolicyEvent>,
+}
+
+/// How a freshly swapped-in policy is watched: if it traps
+/// [`ROLLBACK_TRAPS`] times within its first [`PROBATION_DECISIONS`]
+/// decisions, the previous policy comes back.
+#[derive(Default)]
+struct Probation {
+    decisions: u32,
+    traps: u32,
+}
+
+/// Traps that send a new policy back (see [`Probation`]).
+pub const ROLLBACK_TRAPS: u32 = 3;
+/// Decisions a new policy is on probation for.
+pub const PROBATION_DECISIONS: u32 = 100;
+
+/// What happened to the policy, for logs, admins and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyEvent {
+    /// A module was compiled, initialised and swapped in.
+    Loaded {
+        /// Its name.
+        name: String,
+        /// SHA-1 of its bytes.
+        hash: String,
+    },
+    /// A module was refused; the running policy stays.
+    Refused {
+        /// Its name.
+        name: String,
+        /// Why, in words that say what is wrong.
+        error: String,
+    },
+    /// The file did not change; nothing was done.
+    Unchanged {
+        /// Its hash.
+        hash: String,
+    },
+    /// A new policy trapped too often and the previous one is back.
+    RolledBack {
+        /// The policy sent back.
+        from: String,
+        /// The policy deciding again.
+        to: String,
+    },
 }
 
 struct Job {
@@ -131,11 +181,15 @@ impl PolicyEngine {
         })?;
         start_ticker(&engine);
         let first = Self::compile_with(&engine, &linker, limits, name, bytes, config)?;
+        let (events, _) = tokio::sync::broadcast::channel(64);
         let core = Arc::new(Core {
             engine,
             linker,
             limits,
             current: RwLock::new(Arc::new(first)),
+            previous: Mutex::new(None),
+            probation: Mutex::new(Probation::default()),
+            events,
         });
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -203,8 +257,10 @@ impl PolicyEngine {
         self.core.current()
     }
 
-    /// Compiles and validates a module, then makes it current. On error the
-    /// running policy stays.
+    /// Compiles and validates a module, then makes it current; decisions
+    /// already running finish on the old one. On error the running policy
+    /// stays and a [`PolicyEvent::Refused`] says why. Blocking: compiling
+    /// takes milliseconds, so call it off the async threads.
     pub fn replace(
         &self,
         name: &str,
@@ -212,16 +268,43 @@ impl PolicyEngine {
         config: Vec<(String, String)>,
     ) -> Result<Arc<Loaded>> {
         let core = &self.core;
-        let loaded = Arc::new(Self::compile_with(
-            &core.engine,
-            &core.linker,
-            core.limits,
-            name,
-            bytes,
-            config,
-        )?);
-        *core.current.write().unwrap_or_else(|p| p.into_inner()) = loaded.clone();
+        let compiled =
+            Self::compile_with(&core.engine, &core.linker, core.limits, name, bytes, config);
+        let loaded = match compiled {
+            Ok(l) => Arc::new(l),
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::warn!(policy = %name, %error, "policy refused; the running one stays");
+                let _ = core.events.send(PolicyEvent::Refused {
+                    name: name.to_string(),
+                    error,
+                });
+                return Err(e);
+            }
+        };
+        let old = std::mem::replace(
+            &mut *core.current.write().unwrap_or_else(|p| p.into_inner()),
+            loaded.clone(),
+        );
+        *core.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(old);
+        *core.probation.lock().unwrap_or_else(|p| p.into_inner()) = Probation::default();
+        tracing::info!(policy = %loaded.name, hash = %loaded.hash, "policy swapped in");
+        let _ = core.events.send(PolicyEvent::Loaded {
+            name: loaded.name.clone(),
+            hash: loaded.hash.clone(),
+        });
         Ok(loaded)
+    }
+
+    /// Reports that a reload found the module unchanged.
+    pub fn report_unchanged(&self) {
+        let hash = self.current().hash.clone();
+        let _ = self.core.events.send(PolicyEvent::Unchanged { hash });
+    }
+
+    /// What happens to the policy from now on.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<PolicyEvent> {
+        self.core.events.subscribe()
     }
 
     /// Decides one event on a policy thread.
@@ -273,7 +356,9 @@ impl Core {
             None => instantiate(&self.engine, &loaded, self.limits)?,
         };
         inst.store.set_epoch_deadline(ticks(self.limits.deadline));
-        match inst.policy.call_decide(&mut inst.store, event, facts) {
+        let result = inst.policy.call_decide(&mut inst.store, event, facts);
+        self.on_probation(&loaded, result.is_err());
+        match result {
             Ok(actions) => {
                 loaded
                     .idle
@@ -287,6 +372,31 @@ impl Core {
                 policy: loaded.name.clone(),
                 reason: format!("{e:#}"),
             }),
+        }
+    }
+
+    /// Counts a decision of a policy on probation; rolls back to the
+    /// previous policy when the new one traps too often.
+    fn on_probation(&self, loaded: &Arc<Loaded>, trapped: bool) {
+        let mut previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+        if previous.is_none() || !Arc::ptr_eq(loaded, &self.current()) {
+            return;
+        }
+        let mut p = self.probation.lock().unwrap_or_else(|p| p.into_inner());
+        p.decisions += 1;
+        p.traps += u32::from(trapped);
+        if p.traps >= ROLLBACK_TRAPS
+            && let Some(back) = previous.take()
+        {
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = back.clone();
+            tracing::error!(policy = %loaded.name, back_to = %back.name, traps = p.traps, "new policy keeps trapping; rolled back");
+            let _ = self.events.send(PolicyEvent::RolledBack {
+                from: loaded.name.clone(),
+                to: back.name.clone(),
+            });
+        } else if p.decisions >= PROBATION_DECISIONS {
+            // Passed: it is the policy now, with nothing to go back to.
+            previous.take();
         }
     }
 }

@@ -6,6 +6,9 @@
 //! - `grow`: allocates far more memory than any cap allows.
 //! - `forge`: returns actions that try to break the host's invariants.
 //! - `facts`: echoes the facts it was given back to the sender.
+//!
+//! With `always = "<word>"` in its configuration it behaves as if every
+//! event carried that word (`always = "trap"`: a policy that always traps).
 
 use pizzja_policy_default::DefaultPolicy;
 use pizzja_sdk::{Action, Config, Content, Event, Facts, Policy, SendForeign, SendLocal, xml};
@@ -13,6 +16,7 @@ use pizzja_sdk::{Action, Config, Content, Event, Facts, Policy, SendForeign, Sen
 /// The default policy with a few bad habits.
 pub struct Hostile {
     inner: DefaultPolicy,
+    always: Option<String>,
 }
 
 fn body(event: &Event) -> Option<&str> {
@@ -29,11 +33,12 @@ impl Policy for Hostile {
     fn new(config: &Config) -> Result<Self, String> {
         Ok(Hostile {
             inner: DefaultPolicy::new(config)?,
+            always: config.get("always").map(str::to_string),
         })
     }
 
     fn decide(&mut self, event: &Event, facts: &Facts) -> Vec<Action> {
-        match body(event) {
+        match self.always.as_deref().or(body(event)) {
             Some("trap") => panic!("hostile policy traps on purpose"),
             Some("loop") => loop {
                 std::hint::black_box(());
