@@ -239,7 +239,7 @@ async fn roster_pushes_are_copied_to_every_controller() {
 async fn stanzas_sent_while_the_session_logs_in_wait_and_leave_in_order() {
     let world = World::new().await;
     let mut bob = world.bob().await;
-    let mut desk = world.client("alice", LOCAL, "Home/desk").await;
+    let desk = world.client("alice", LOCAL, "Home/desk").await;
     // Presence opens me/Home; the messages right behind it wait for the login.
     desk.send("<presence/>").await;
     let to = gw_jid("bob@foreign.test");
