@@ -334,12 +334,15 @@ fn register_user(cfg: &Path, user: &str, domain: &str, password: &str) -> Result
 pub struct Gateway {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
+    /// What happens to its policy (reloads, refusals, rollbacks).
+    pub policy_events: tokio::sync::broadcast::Receiver<pizzja_host::policy::PolicyEvent>,
 }
 
 impl Gateway {
     /// Starts the gateway and waits until its component link is up.
     pub async fn start(config: Config) -> Result<Gateway> {
         let prepared = pizzja_host::prepare(config)?;
+        let policy_events = prepared.policy_events();
         let (stop, shutdown) = watch::channel(false);
         let (ready_tx, ready_rx) = oneshot::channel();
         let task = tokio::spawn(pizzja_host::run(prepared, shutdown, Some(ready_tx)));
@@ -347,7 +350,11 @@ impl Gateway {
             .await
             .context("the gateway's component link did not come up")?
             .context("the gateway stopped before it was ready")?;
-        Ok(Gateway { stop, task })
+        Ok(Gateway {
+            stop,
+            task,
+            policy_events,
+        })
     }
 
     /// Stops the gateway and waits for it.

@@ -6,6 +6,7 @@ mod faults;
 mod hostile;
 mod lifecycle;
 mod registration;
+mod reload;
 mod routing;
 mod tls;
 
