@@ -37,7 +37,7 @@ async fn replacing_the_policy_under_traffic_loses_duplicates_and_reorders_nothin
         .expect("running")
         .policy_events
         .resubscribe();
-    let mut bob = world.bob().await;
+    let bob = world.bob().await;
 
     const N: usize = 300;
     // Swaps while messages flow: another policy, a broken file, back again.
