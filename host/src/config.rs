@@ -65,6 +65,7 @@ struct RawPolicy {
     config: toml::Table,
     decision_timeout_ms: Option<u64>,
     memory_limit_mb: Option<u64>,
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -122,6 +123,9 @@ pub struct Config {
     pub decision_timeout: Duration,
     /// Memory cap of one policy instance, bytes.
     pub memory_limit: usize,
+    /// Where compiled policies are cached (`[policy] cache_dir`; default:
+    /// `pizzja-cache` beside the database; empty: no cache).
+    pub cache_dir: Option<PathBuf>,
     /// TLS mode of foreign sessions.
     pub foreign_tls: ForeignTls,
     /// Extra trusted roots for foreign sessions.
@@ -181,6 +185,11 @@ impl Config {
                 .database
                 .unwrap_or_else(|| "pizzja.sqlite3".into()),
         );
+        let cache_dir = match raw.policy.cache_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(base.join(dir)),
+            None => Some(database.parent().unwrap_or(base).join("pizzja-cache")),
+        };
 
         let policy = match raw.policy.module.as_deref() {
             None | Some("builtin:default") => PolicySource::BuiltinDefault,
@@ -239,6 +248,7 @@ impl Config {
             policy_config,
             decision_timeout: Duration::from_millis(raw.policy.decision_timeout_ms.unwrap_or(100)),
             memory_limit: raw.policy.memory_limit_mb.unwrap_or(64) as usize * 1024 * 1024,
+            cache_dir,
             foreign_tls,
             ca_file,
             foreign_hosts,

@@ -74,7 +74,13 @@ pub fn prepare(config: Config) -> Result<Prepared> {
         deadline: config.decision_timeout,
         memory: config.memory_limit,
     };
-    let engine = PolicyEngine::new(&name, &bytes, config.policy_config.clone(), limits)?;
+    let engine = PolicyEngine::new(
+        &name,
+        &bytes,
+        config.policy_config.clone(),
+        limits,
+        config.cache_dir.as_deref(),
+    )?;
     let loaded = engine.current();
     info!(policy = %loaded.name, hash = %loaded.hash, "policy loaded");
     let tls = xmpp::foreign::tls_config(config.ca_file.as_deref())?;

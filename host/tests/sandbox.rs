@@ -13,7 +13,7 @@ fn engine() -> PolicyEngine {
         deadline: Duration::from_millis(100),
         memory: 64 << 20,
     };
-    PolicyEngine::new("hostile", &bytes, vec![], limits).expect("loads")
+    PolicyEngine::new("hostile", &bytes, vec![], limits, None).expect("loads")
 }
 
 fn message(body: &str) -> Event {
@@ -95,7 +95,7 @@ fn a_module_that_is_not_a_policy_is_refused_with_a_reason() {
         deadline: Duration::from_millis(100),
         memory: 64 << 20,
     };
-    let err = PolicyEngine::new("junk", b"\0asm not really", vec![], limits)
+    let err = PolicyEngine::new("junk", b"\0asm not really", vec![], limits, None)
         .err()
         .expect("refused");
     assert!(
@@ -112,7 +112,7 @@ fn a_configuration_the_policy_refuses_is_reported() {
         memory: 64 << 20,
     };
     let config = vec![("initial_presence".to_string(), "sometimes".to_string())];
-    let err = PolicyEngine::new("builtin:default", bytes, config, limits)
+    let err = PolicyEngine::new("builtin:default", bytes, config, limits, None)
         .err()
         .expect("refused");
     assert!(format!("{err:#}").contains("initial_presence"), "{err:#}");
@@ -128,6 +128,7 @@ fn default_engine() -> PolicyEngine {
         pizzja_host::policy::BUILTIN_DEFAULT,
         vec![],
         limits,
+        None,
     )
     .expect("loads")
 }
@@ -183,4 +184,65 @@ fn a_new_policy_that_keeps_trapping_is_rolled_back() {
     }
     assert_eq!(engine.current().name, "builtin:default");
     assert_recovers(&engine);
+}
+
+#[test]
+fn compiled_policies_are_cached_on_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits = Limits {
+        deadline: Duration::from_millis(100),
+        memory: 64 << 20,
+    };
+    let cached = || {
+        PolicyEngine::new(
+            "builtin:default",
+            pizzja_host::policy::BUILTIN_DEFAULT,
+            vec![],
+            limits,
+            Some(dir.path()),
+        )
+        .expect("loads")
+    };
+    let count = || walk(dir.path());
+    let engine = cached();
+    assert!(count() > 0, "nothing was cached");
+    let after_first = count();
+    drop(engine);
+    // A restart with the same module finds it and adds nothing.
+    let again = cached();
+    assert_recovers(&again);
+    assert_eq!(count(), after_first);
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_policy_sees_no_clock() {
+    use pizzja_host::policy::bindings::Action;
+    let actions = engine()
+        .decide_blocking(&message("clock"), &facts())
+        .expect("decides");
+    let said: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Log(l) => Some(l.message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(said, ["clock: Ok(0ns)"]);
 }

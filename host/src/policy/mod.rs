@@ -168,9 +168,21 @@ impl PolicyEngine {
         bytes: &[u8],
         config: Vec<(String, String)>,
         limits: Limits,
+        cache_dir: Option<&std::path::Path>,
     ) -> Result<PolicyEngine> {
         let mut wc = WasmConfig::new();
         wc.epoch_interruption(true);
+        if let Some(dir) = cache_dir {
+            // wasmtime's own cache: compiled code keyed by a hash of the module
+            // and the engine settings, so a restart or a reload of an unchanged
+            // module does not compile again.
+            let mut cc = wasmtime::CacheConfig::new();
+            cc.with_directory(dir);
+            let cache = wt(wasmtime::Cache::new(cc), || {
+                format!("failed to open the policy cache `{}`", dir.display())
+            })?;
+            wc.cache(Some(cache));
+        }
         let engine = wt(Engine::new(&wc), || {
             "failed to create the wasm engine".into()
         })?;
@@ -416,8 +428,12 @@ fn instantiate(engine: &Engine, loaded: &Loaded, limits: Limits) -> Result<Insta
         reason,
     };
     let state = State {
-        // No files, no network, no environment, no arguments: nothing granted.
-        wasi: WasiCtx::builder().build(),
+        // No files, no network, no environment, no arguments, and clocks
+        // stopped at zero: the WIT's facts carry the time a policy may use.
+        wasi: WasiCtx::builder()
+            .wall_clock(StoppedClock)
+            .monotonic_clock(StoppedClock)
+            .build(),
         table: ResourceTable::new(),
         limits: StoreLimitsBuilder::new()
             .memory_size(limits.memory)
@@ -436,6 +452,27 @@ fn instantiate(engine: &Engine, loaded: &Loaded, limits: Limits) -> Result<Insta
         Ok(Ok(())) => Ok(Instance { store, policy }),
         Ok(Err(msg)) => Err(fail(format!("its init refused the configuration: {msg}"))),
         Err(e) => Err(fail(format!("its init trapped: {e:#}"))),
+    }
+}
+
+/// The only clock a policy sees through WASI: always zero.
+struct StoppedClock;
+
+impl wasmtime_wasi::HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
     }
 }
 

@@ -6,6 +6,7 @@
 //! - `grow`: allocates far more memory than any cap allows.
 //! - `forge`: returns actions that try to break the host's invariants.
 //! - `facts`: echoes the facts it was given back to the sender.
+//! - `clock`: logs what the system clock says.
 //!
 //! With `always = "<word>"` in its configuration it behaves as if every
 //! event carried that word (`always = "trap"`: a policy that always traps).
@@ -80,6 +81,10 @@ impl Policy for Hostile {
                         content: Content::Original,
                     }),
                 ]
+            }
+            Some("clock") => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                vec![Action::debug(format!("clock: {now:?}"))]
             }
             Some("facts") => {
                 let sender = match event {
