@@ -818,7 +818,8 @@ impl Account {
     }
 }
 
-fn wit_stanza(kind: Kind, el: &Element) -> wit::Stanza {
+/// The policy's view of a stanza: its routing header and its XML.
+pub(crate) fn wit_stanza(kind: Kind, el: &Element) -> wit::Stanza {
     wit::Stanza {
         kind: match kind {
             Kind::Message => wit::StanzaKind::Message,

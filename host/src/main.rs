@@ -1,8 +1,9 @@
-//! `pizzja`: run or check the gateway (see INTERFACE.md).
+//! `pizzja`: run or check the gateway, test policies (see INTERFACE.md).
 
 use clap::{Parser, Subcommand};
-use pizzja_host::config::Config;
-use std::path::PathBuf;
+use pizzja_host::config::{Config, PolicySource};
+use pizzja_host::policy::scenario;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -24,11 +25,31 @@ enum Command {
         #[arg(long, default_value = "pizzja.toml")]
         config: PathBuf,
     },
-    /// Validate the configuration and the policy module, then exit.
+    /// Validate the configuration and the policy module, then exit; with
+    /// scenario files, also run them against the configured policy.
     Check {
         /// The configuration file.
         #[arg(long, default_value = "pizzja.toml")]
         config: PathBuf,
+        /// Scenario files (TOML) to run against the configured policy.
+        scenarios: Vec<PathBuf>,
+    },
+    /// Work with policy modules.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run a policy against scenario files: events in, expected actions out.
+    Test {
+        /// `builtin:default` or the path of a `.wasm` component.
+        module: String,
+        /// Scenario files (TOML).
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
     },
 }
 
@@ -41,18 +62,76 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let (Command::Run { config } | Command::Check { config }) = &cli.command;
-    let prepared = match Config::load(config).and_then(pizzja_host::prepare) {
-        Ok(p) => p,
+    match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Check { config, scenarios } => check(&config, &scenarios),
+        Command::Policy {
+            command: PolicyCommand::Test { module, scenarios },
+        } => run_scenarios(&module, &scenarios, None),
+    }
+}
+
+fn load(config: &Path) -> Result<(Config, pizzja_host::Prepared), ExitCode> {
+    match Config::load(config).and_then(|c| Ok((c.clone(), pizzja_host::prepare(c)?))) {
+        Ok(p) => Ok(p),
         Err(e) => {
             eprintln!("pizzja: {e:#}");
-            return ExitCode::from(2);
+            Err(ExitCode::from(2))
         }
+    }
+}
+
+fn check(path: &Path, scenarios: &[PathBuf]) -> ExitCode {
+    let (config, _prepared) = match load(path) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
-    if let Command::Check { .. } = cli.command {
-        println!("pizzja: `{}` is fine", config.display());
+    println!("pizzja: `{}` is fine", path.display());
+    if scenarios.is_empty() {
         return ExitCode::SUCCESS;
     }
+    let module = match &config.policy {
+        PolicySource::BuiltinDefault => "builtin:default".to_string(),
+        PolicySource::File(p) => p.display().to_string(),
+    };
+    run_scenarios(&module, scenarios, config.cache_dir.as_deref())
+}
+
+/// Prints each failed case with what was expected and what came, then
+/// `N passed, M failed`; exit 1 when anything failed, 2 on unusable input.
+fn run_scenarios(module: &str, files: &[PathBuf], cache: Option<&Path>) -> ExitCode {
+    let (mut passed, mut failed) = (0, 0);
+    for file in files {
+        match scenario::run_file(module, file, cache) {
+            Ok(outcome) => {
+                passed += outcome.passed;
+                failed += outcome.failures.len();
+                for failure in &outcome.failures {
+                    println!("FAILED {failure}");
+                }
+                if outcome.failures.is_empty() {
+                    println!("ok     {} ({} cases)", file.display(), outcome.passed);
+                }
+            }
+            Err(e) => {
+                eprintln!("pizzja: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn run(config: &Path) -> ExitCode {
+    let (_, prepared) = match load(config) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -67,3 +67,83 @@ fn a_missing_configuration_file_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/pizzja.toml"));
 }
+
+fn pizzja(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pizzja"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run pizzja");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn policy_test_passes_the_default_scenarios() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/default/scenarios/3-sessions.toml"
+    );
+    let (code, text) = pizzja(&["policy", "test", "builtin:default", dir]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn policy_test_shows_what_was_expected_and_what_came_and_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("wrong.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[case]]
+name = "a deliberately wrong expectation"
+controllers = ["Work/phone"]
+event.local.stanza = "<presence from='alice@example.org/Work/phone' to='gw.example.org'/>"
+expect = [{ close_session = "Work" }]
+"#,
+    )
+    .expect("write scenario");
+    let (code, text) = pizzja(&[
+        "policy",
+        "test",
+        "builtin:default",
+        &file.display().to_string(),
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("FAILED") && text.contains("a deliberately wrong expectation"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CloseSession(\"Work\")") && text.contains("open_session \"Work\""),
+        "{text}"
+    );
+    assert!(text.contains("0 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn check_runs_scenarios_against_the_configured_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("pizzja.toml");
+    std::fs::write(&config, BASE).expect("write config");
+    let scenarios = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/default/scenarios/4-local-to-foreign.toml"
+    );
+    let (code, text) = pizzja(&[
+        "check",
+        "--config",
+        &config.display().to_string(),
+        scenarios,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("is fine") && text.contains(" passed, 0 failed"),
+        "{text}"
+    );
+}

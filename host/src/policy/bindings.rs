@@ -4,6 +4,7 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "policy",
+    additional_derives: [PartialEq, Eq],
 });
 
 pub use pizzja::policy::types::*;

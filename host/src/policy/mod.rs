@@ -7,6 +7,7 @@
 
 pub mod bindings;
 pub mod reload;
+pub mod scenario;
 
 use anyhow::{Context, Result};
 use bindings::{Action, Event, Facts};

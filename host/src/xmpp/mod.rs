@@ -93,8 +93,9 @@ pub fn to_xml(el: &Element) -> String {
 pub fn parse_stanza(xml: &str) -> Result<Element, String> {
     let el: Element = match xml.parse() {
         Ok(el) => el,
-        // minidom wants a namespace on the root; give a bare one the client's.
-        Err(_) if !xml.contains("xmlns") => {
+        // minidom wants a namespace on the root; give a bare one the client's
+        // (its children may still carry their own).
+        Err(_) => {
             let wrapped = format!("<w xmlns='{NS_CLIENT}'>{xml}</w>");
             let mut w: Element = wrapped.parse().map_err(|e| format!("not XML: {e}"))?;
             let mut children = w.take_nodes().into_iter().filter_map(|n| match n {
@@ -106,7 +107,6 @@ pub fn parse_stanza(xml: &str) -> Result<Element, String> {
                 _ => return Err("expected exactly one element".into()),
             }
         }
-        Err(e) => return Err(format!("not XML: {e}")),
     };
     match Kind::of(&el) {
         Some(_) => Ok(el),
@@ -259,6 +259,10 @@ mod tests {
         let el = parse_stanza("<presence><priority>0</priority></presence>").expect("parses");
         assert_eq!(Kind::of(&el), Some(Kind::Presence));
         assert!(el.has_child("priority", NS_CLIENT));
+        let iq = parse_stanza("<iq type='get' id='1'><query xmlns='jabber:iq:version'/></iq>")
+            .expect("parses");
+        assert_eq!(iq.ns(), NS_CLIENT);
+        assert!(iq.has_child("query", "jabber:iq:version"));
         assert!(parse_stanza("<stream:features/>").is_err());
         assert!(parse_stanza("<foo xmlns='jabber:client'/>").is_err());
         assert!(parse_stanza("<message/><message/>").is_err());
