@@ -6,7 +6,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Every policy crate in the workspace: the default (embedded) first.
-const POLICIES: &[&str] = &["pizzja-policy-default", "pizzja-policy-test-hostile"];
+const POLICIES: &[&str] = &[
+    "pizzja-policy-default",
+    "pizzja-policy-test-hostile",
+    "pizzja-policy-allow-list",
+    "pizzja-policy-single-writer",
+    "pizzja-policy-mirror-presence",
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

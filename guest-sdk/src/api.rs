@@ -58,6 +58,11 @@ impl Config {
         Config { pairs }
     }
 
+    /// Every key and value, in the order the host gave them.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs

@@ -48,3 +48,19 @@ fn the_embedded_default_is_the_built_default() {
         &policies_dir().join("default/scenarios"),
     );
 }
+
+#[test]
+fn every_example_policy_passes_its_scenarios() {
+    for (dir, module) in [
+        ("allow-list", "pizzja_policy_allow_list"),
+        ("single-writer", "pizzja_policy_single_writer"),
+        ("mirror-presence", "pizzja_policy_mirror_presence"),
+    ] {
+        let module = policy_path(module).display().to_string();
+        let passed = run_all(
+            &module,
+            &policies_dir().join("examples").join(dir).join("scenarios"),
+        );
+        assert!(passed >= 3, "{dir}: only {passed} cases ran");
+    }
+}

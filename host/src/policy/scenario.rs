@@ -9,7 +9,8 @@
 //! local_jid = "alice@example.org"
 //! foreign_jid = "me@remote.net"
 //! gateway = "gw.example.org"
-//! controllers = ["Work/phone"]           # most recently active first
+//! controllers = ["Work/phone"]           # most recently active first;
+//!                                        # they came online in this order
 //! sessions = { Work = "online" }
 //!
 //! [[case]]
@@ -353,7 +354,7 @@ fn facts(shared: &FactsSpec, case: &Case) -> Result<wit::Facts> {
                 show: None,
                 status: None,
                 priority: 0,
-                online_since_ms: 0,
+                online_since_ms: i as u64,
                 last_active_ms: now - i as u64,
             })
             .collect(),
