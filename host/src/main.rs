@@ -51,6 +51,15 @@ enum PolicyCommand {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
+    /// Start a new policy from the template: a Rust crate in directory NAME.
+    New {
+        /// The directory (and crate) to create.
+        name: PathBuf,
+        /// Where pizzja's `guest-sdk` and `policies/default` are (defaults to
+        /// the source tree this binary was built from).
+        #[arg(long)]
+        pizzja_source: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +77,19 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Test { module, scenarios },
         } => run_scenarios(&module, &scenarios, None),
+        Command::Policy {
+            command:
+                PolicyCommand::New {
+                    name,
+                    pizzja_source,
+                },
+        } => match new_policy(&name, pizzja_source) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pizzja: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -125,6 +147,73 @@ fn run_scenarios(module: &str, files: &[PathBuf], cache: Option<&Path>) -> ExitC
     } else {
         ExitCode::from(1)
     }
+}
+
+/// The template (policies/template), embedded so the command works from
+/// an installed binary too.
+const TEMPLATE: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        include_str!("../../policies/template/Cargo.toml.tmpl"),
+    ),
+    (
+        "README.md",
+        include_str!("../../policies/template/README.md.tmpl"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../policies/template/src/lib.rs.tmpl"),
+    ),
+    (
+        "scenarios/basics.toml",
+        include_str!("../../policies/template/scenarios/basics.toml.tmpl"),
+    ),
+];
+
+fn new_policy(dir: &Path, source: Option<PathBuf>) -> anyhow::Result<()> {
+    use anyhow::{Context, bail};
+    if dir.exists() {
+        bail!("`{}` already exists", dir.display());
+    }
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .with_context(|| {
+            format!(
+                "`{}`: use letters, digits, - and _ for a policy name",
+                dir.display()
+            )
+        })?;
+    let source = source.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    let source = source
+        .canonicalize()
+        .with_context(|| format!("pizzja source `{}` not found", source.display()))?;
+    let crate_name = format!("pizzja-policy-{name}").replace('_', "-");
+    for (file, text) in TEMPLATE {
+        let text = text
+            .replace("{{name}}", name)
+            .replace("{{crate}}", &crate_name)
+            .replace("{{lib}}", &crate_name.replace('-', "_"))
+            .replace("{{sdk}}", &source.join("guest-sdk").display().to_string())
+            .replace(
+                "{{default}}",
+                &source.join("policies/default").display().to_string(),
+            );
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+        std::fs::write(&path, text)
+            .with_context(|| format!("failed to write `{}`", path.display()))?;
+    }
+    println!(
+        "pizzja: created the policy `{crate_name}` in `{}`; see its README.md",
+        dir.display()
+    );
+    Ok(())
 }
 
 fn run(config: &Path) -> ExitCode {

@@ -147,3 +147,29 @@ fn check_runs_scenarios_against_the_configured_policy() {
         "{text}"
     );
 }
+
+#[test]
+fn policy_new_makes_a_policy_that_builds_and_passes_its_scenarios() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("my-first");
+    let (code, text) = pizzja(&["policy", "new", &policy.display().to_string()]);
+    assert_eq!(code, 0, "{text}");
+    // Built as a user would; a target directory shared across runs keeps it quick.
+    let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/template-check");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--target", "wasm32-wasip2", "--release"])
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(&policy)
+        .status()
+        .expect("run cargo");
+    assert!(built.success(), "the new policy does not build");
+    let module = format!("{target}/wasm32-wasip2/release/pizzja_policy_my_first.wasm");
+    let scenarios = policy.join("scenarios/basics.toml");
+    let (code, text) = pizzja(&["policy", "test", &module, &scenarios.display().to_string()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("1 passed, 0 failed"), "{text}");
+    // And it refuses to overwrite.
+    let (code, text) = pizzja(&["policy", "new", &policy.display().to_string()]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("already exists"), "{text}");
+}
