@@ -246,3 +246,20 @@ fn a_policy_sees_no_clock() {
         .collect();
     assert_eq!(said, ["clock: Ok(0ns)"]);
 }
+
+#[test]
+fn a_component_without_the_policy_exports_is_refused_with_what_is_missing() {
+    let limits = Limits {
+        deadline: Duration::from_millis(100),
+        memory: 64 << 20,
+    };
+    // A valid component exporting nothing (text format).
+    let err = PolicyEngine::new("empty", b"(component)", vec![], limits, None)
+        .err()
+        .expect("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("does not export the world `pizzja:policy/policy@0.1.0`"),
+        "{text}"
+    );
+}
