@@ -32,6 +32,8 @@ pub enum Input {
     /// The link to the local server came back: controllers must confirm
     /// they are still online (the start-up probe makes the server answer).
     LinkReset,
+    /// Describe the account's controllers and sessions (ad-hoc commands).
+    Status(tokio::sync::oneshot::Sender<String>),
     /// Close everything and stop.
     Shutdown,
 }
@@ -158,6 +160,9 @@ impl Account {
                 input = inputs.recv() => match input {
                     Some(Input::Local(el)) => self.on_local(el).await,
                     Some(Input::LinkReset) => self.on_link_reset(),
+                    Some(Input::Status(reply)) => {
+                        let _ = reply.send(self.status());
+                    },
                     Some(Input::Shutdown) | None => break,
                 },
                 Some((tag, report)) = reports.recv() => self.on_report(tag, report).await,
@@ -438,6 +443,29 @@ impl Account {
                 .await;
             }
         }
+    }
+
+    fn status(&self) -> String {
+        let mut sessions: Vec<_> = self.sessions.iter().collect();
+        sessions.sort_by_key(|(a, _)| a.as_str());
+        let mut out = format!("{} as {}:", self.reg.local, self.reg.foreign);
+        if sessions.is_empty() {
+            out.push_str(" no foreign sessions");
+        }
+        for (a, s) in sessions {
+            let controllers: Vec<&str> = self
+                .controllers
+                .iter()
+                .filter(|c| pizzja_sdk::split_resource(&c.resource).0 == a)
+                .map(|c| c.resource.as_str())
+                .collect();
+            out.push_str(&format!(
+                " {a} {:?} (controllers: {});",
+                s.state,
+                controllers.join(", ")
+            ));
+        }
+        out
     }
 
     fn on_link_reset(&mut self) {

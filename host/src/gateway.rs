@@ -364,10 +364,26 @@ impl Router {
                 }
                 self.send(result(&el, Some(query))).await;
             }
+            ("get", NS_DISCO_ITEMS, "query") if payload.attr("node") == Some(NS_COMMANDS) => {
+                let mut query = Element::builder("query", NS_DISCO_ITEMS)
+                    .attr(nc("node"), NS_COMMANDS)
+                    .build();
+                for (node, name) in self.commands_for(&local) {
+                    query.append_child(
+                        Element::builder("item", NS_DISCO_ITEMS)
+                            .attr(nc("jid"), self.gateway())
+                            .attr(nc("node"), node)
+                            .attr(nc("name"), name)
+                            .build(),
+                    );
+                }
+                self.send(result(&el, Some(query))).await;
+            }
             ("get", NS_DISCO_ITEMS, "query") => {
                 self.send(result(&el, Some(Element::bare("query", NS_DISCO_ITEMS))))
                     .await;
             }
+            ("set", NS_COMMANDS, "command") => self.command(el, local).await,
             ("get", NS_PING, "ping") => self.send(result(&el, None)).await,
             ("get", NS_VERSION, "query") => {
                 let query = Element::builder("query", NS_VERSION)
@@ -386,6 +402,87 @@ impl Router {
                 .await
             }
         }
+    }
+
+    fn is_admin(&self, local: &BareJid) -> bool {
+        self.shared.config.admins.contains(local)
+    }
+
+    /// XEP-0050 commands this user may run: (node, name).
+    fn commands_for(&self, local: &BareJid) -> Vec<(&'static str, &'static str)> {
+        let mut commands = vec![("sessions", "Show my foreign sessions")];
+        if self.is_admin(local) {
+            commands.push(("reload-policy", "Reload the policy module"));
+            commands.push(("list-sessions", "List all accounts and sessions"));
+        }
+        commands
+    }
+
+    /// XEP-0050: executes a one-stage command; the answer is a completed
+    /// command with a note. Runs off the router's path (it waits for
+    /// account tasks or a reload).
+    async fn command(&self, el: Element, local: BareJid) {
+        let Some(cmd) = el.get_child("command", NS_COMMANDS) else {
+            return;
+        };
+        let node = cmd.attr("node").unwrap_or("").to_string();
+        if cmd
+            .attr("action")
+            .is_some_and(|a| a != "execute" && a != "complete")
+        {
+            return self
+                .reply_error(
+                    &el,
+                    "modify",
+                    "bad-request",
+                    "these commands have one stage",
+                )
+                .await;
+        }
+        if !self.commands_for(&local).iter().any(|(n, _)| *n == node) {
+            let known = ["sessions", "reload-policy", "list-sessions"].contains(&node.as_str());
+            let (condition, text) = if known {
+                ("forbidden", "admins only")
+            } else {
+                ("item-not-found", "no such command")
+            };
+            return self.reply_error(&el, "cancel", condition, text).await;
+        }
+        let accounts: Vec<(BareJid, mpsc::UnboundedSender<Input>)> = match node.as_str() {
+            "sessions" => self
+                .accounts
+                .get(&local)
+                .map(|tx| (local.clone(), tx.clone()))
+                .into_iter()
+                .collect(),
+            "list-sessions" => self
+                .accounts
+                .iter()
+                .map(|(l, tx)| (l.clone(), tx.clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let (kind, note) = match node.as_str() {
+                "reload-policy" => reload_for_admin(&shared, &local).await,
+                _ => ("info", status_of(accounts).await),
+            };
+            let mut reply = result(&el, None);
+            let mut command = Element::builder("command", NS_COMMANDS)
+                .attr(nc("node"), node.as_str())
+                .attr(nc("status"), "completed")
+                .attr(nc("sessionid"), el.attr("id").unwrap_or("s"))
+                .build();
+            command.append_child(
+                Element::builder("note", NS_COMMANDS)
+                    .attr(nc("type"), kind)
+                    .append(note)
+                    .build(),
+            );
+            reply.append_child(command);
+            let _ = shared.to_local.send(reply).await;
+        });
     }
 
     /// XEP-0077 section 3.1: the form, or what is registered.
@@ -549,6 +646,55 @@ impl Router {
 /// `<name xmlns=ns>text</name>`
 fn text_el(name: &str, ns: &str, text: impl Into<String>) -> Element {
     Element::builder(name, ns).append(text.into()).build()
+}
+
+/// Asks the reload task, and says how it went, for the admin who asked.
+async fn reload_for_admin(shared: &Arc<Shared>, admin: &BareJid) -> (&'static str, String) {
+    use crate::policy::PolicyEvent;
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    let request = crate::policy::reload::Request {
+        origin: "admin command",
+        reply: Some(reply),
+    };
+    if shared.reloads.send(request).await.is_err() {
+        return ("error", "the reload task is gone".into());
+    }
+    info!(%admin, "policy reload requested by an admin");
+    match outcome.await {
+        Ok(Ok(PolicyEvent::Loaded { name, hash })) => {
+            ("info", format!("policy {name} loaded (sha1 {hash})"))
+        }
+        Ok(Ok(PolicyEvent::Unchanged { hash })) => (
+            "info",
+            format!("policy unchanged (sha1 {hash}); nothing to do"),
+        ),
+        Ok(Ok(other)) => ("info", format!("{other:?}")),
+        Ok(Err(error)) => (
+            "error",
+            format!("policy refused; the running one stays: {error}"),
+        ),
+        Err(_) => ("error", "the reload task did not answer".into()),
+    }
+}
+
+/// Each account's status, from its task.
+async fn status_of(accounts: Vec<(BareJid, mpsc::UnboundedSender<Input>)>) -> String {
+    let mut lines = Vec::new();
+    for (local, tx) in accounts {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if tx.send(Input::Status(reply)).is_ok()
+            && let Ok(status) = answer.await
+        {
+            lines.push(status);
+        } else {
+            lines.push(format!("{local}: stopped"));
+        }
+    }
+    if lines.is_empty() {
+        "no foreign sessions".to_string()
+    } else {
+        lines.join("\n")
+    }
 }
 
 fn nc(name: &str) -> rxml::NcName {

@@ -1,6 +1,7 @@
 //! End-to-end tests against a real Prosody: one binary, one module per
 //! part of SPEC.md. Each test starts its own server with fresh accounts.
 
+mod commands;
 mod errors;
 mod faults;
 mod hostile;
@@ -34,6 +35,7 @@ impl World {
         let prosody = Prosody::start(&[
             ("alice", LOCAL),
             ("carol", LOCAL),
+            ("admin", LOCAL),
             ("me", FOREIGN),
             ("bob", FOREIGN),
         ])

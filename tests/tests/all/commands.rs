@@ -1,0 +1,92 @@
+//! SPEC section 6: ad-hoc commands (XEP-0050) of the gateway.
+
+use crate::World;
+use pizzja_host::config::PolicySource;
+use pizzja_host::testing::policy_path;
+use pizzja_tests::*;
+
+const NS: &str = "http://jabber.org/protocol/commands";
+
+async fn execute(client: &mut Client, id: &str, node: &str) -> minidom::Element {
+    client.send(&format!("<iq type='set' id='{id}' to='{GW}'><command xmlns='{NS}' node='{node}' action='execute'/></iq>")).await;
+    client
+        .expect("the command's answer", |e| e.attr("id") == Some(id))
+        .await
+}
+
+fn note(answer: &minidom::Element) -> (String, String) {
+    let note = answer
+        .get_child("command", NS)
+        .and_then(|c| c.get_child("note", NS))
+        .unwrap_or_else(|| panic!("no note: {}", xml(answer)));
+    (note.attr("type").unwrap_or("").to_string(), note.text())
+}
+
+#[tokio::test]
+async fn users_see_their_sessions_and_only_admins_may_reload() {
+    let mut world = World::new().await;
+    // alice: her own sessions; reloading is refused.
+    let answer = execute(&mut world.phone, "s1", "sessions").await;
+    let (_, text) = note(&answer);
+    assert!(
+        text.contains("me@foreign.test") && text.contains("Work") && text.contains("Work/phone"),
+        "{text}"
+    );
+    let refused = execute(&mut world.phone, "r1", "reload-policy").await;
+    assert_eq!(
+        error_condition(&refused).as_deref(),
+        Some("forbidden"),
+        "{}",
+        xml(&refused)
+    );
+
+    // The admin sees the admin commands listed and can list every session.
+    let mut admin = world.client("admin", LOCAL, "console").await;
+    admin
+        .send(&format!("<iq type='get' id='items' to='{GW}'><query xmlns='http://jabber.org/protocol/disco#items' node='{NS}'/></iq>"))
+        .await;
+    let items = admin
+        .expect("the command list", |e| e.attr("id") == Some("items"))
+        .await;
+    for node in ["sessions", "reload-policy", "list-sessions"] {
+        assert!(
+            xml(&items).contains(&format!("node='{node}'")),
+            "{node} missing: {}",
+            xml(&items)
+        );
+    }
+    let all = execute(&mut admin, "l1", "list-sessions").await;
+    assert!(
+        note(&all).1.contains("alice@local.test as me@foreign.test"),
+        "{}",
+        xml(&all)
+    );
+}
+
+#[tokio::test]
+async fn an_admin_reload_reports_success_and_refusal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("policy.wasm");
+    std::fs::copy(policy_path("pizzja_policy_default"), &module).expect("install a module");
+    let path = module.clone();
+    let world = World::with(move |c| c.policy = PolicySource::File(path)).await;
+    let mut admin = world.client("admin", LOCAL, "console").await;
+
+    // Unchanged file: nothing to do.
+    let (kind, text) = note(&execute(&mut admin, "r0", "reload-policy").await);
+    assert_eq!(kind, "info");
+    assert!(text.contains("unchanged"), "{text}");
+    // A new module: loaded, with its hash.
+    std::fs::copy(policy_path("pizzja_policy_allow_list"), &module).expect("replace the module");
+    let (kind, text) = note(&execute(&mut admin, "r1", "reload-policy").await);
+    assert_eq!(kind, "info");
+    assert!(text.contains("loaded") && text.contains("sha1"), "{text}");
+    // A broken one: refused, and the admin is told why.
+    std::fs::write(&module, b"garbage").expect("break the module");
+    let (kind, text) = note(&execute(&mut admin, "r2", "reload-policy").await);
+    assert_eq!(kind, "error");
+    assert!(
+        text.contains("refused") && text.contains("not a WebAssembly component"),
+        "{text}"
+    );
+}
