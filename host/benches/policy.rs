@@ -1,0 +1,233 @@
+//! Policy cost, measured (not asserted): `cargo bench -p pizzja-host --bench policy`.
+//!
+//! 1. One decision for a realistic chat message with its account facts, on
+//!    a reused wasm instance, next to the same decision compiled natively,
+//!    in one run: median and p99 of batches.
+//! 2. Swapping in a module: compile and validate, with an empty and a warm
+//!    compiled-module cache.
+//! 3. From `rename(2)` over the watched file to the reload event (inotify).
+//!
+//! Under `cargo test` (no `--bench` argument) it runs a tiny smoke pass so
+//! the benchmark itself keeps working.
+
+use pizzja_host::policy::bindings as wit;
+use pizzja_host::policy::{BUILTIN_DEFAULT, Limits, PolicyEngine};
+use pizzja_sdk::Policy as _;
+use std::time::{Duration, Instant};
+
+fn facts_wit() -> wit::Facts {
+    let controller = |r: &str, t: u64| wit::Controller {
+        resource: r.into(),
+        show: None,
+        status: Some("at work".into()),
+        priority: 0,
+        online_since_ms: 1,
+        last_active_ms: t,
+    };
+    wit::Facts {
+        local_jid: "alice@example.org".into(),
+        foreign_jid: "me@remote.net".into(),
+        gateway: "gw.example.org".into(),
+        controllers: vec![
+            controller("Work/phone", 30),
+            controller("Work/laptop", 20),
+            controller("Home/desk", 10),
+        ],
+        sessions: vec![
+            wit::Session {
+                resource: "Work".into(),
+                state: wit::SessionState::Online,
+            },
+            wit::Session {
+                resource: "Home".into(),
+                state: wit::SessionState::Online,
+            },
+        ],
+        now_ms: 40,
+    }
+}
+
+const XML: &str = "<message xmlns='jabber:client' type='chat' id='m1' from='bob@remote.net/pc' to='me@remote.net/Work'><body>Are we still on for lunch at noon? I booked the usual place.</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>";
+
+fn event_wit() -> wit::Event {
+    wit::Event::Foreign(wit::ForeignStanza {
+        session: "Work".into(),
+        stanza: wit::Stanza {
+            kind: wit::StanzaKind::Message,
+            type_: "chat".into(),
+            id: Some("m1".into()),
+            from: Some("bob@remote.net/pc".into()),
+            to: Some("me@remote.net/Work".into()),
+            xml: XML.into(),
+        },
+        answers: None,
+    })
+}
+
+fn event_native() -> (pizzja_sdk::Event, pizzja_sdk::Facts) {
+    let f = facts_wit();
+    let facts = pizzja_sdk::Facts {
+        local_jid: f.local_jid,
+        foreign_jid: f.foreign_jid,
+        gateway: f.gateway,
+        controllers: f
+            .controllers
+            .into_iter()
+            .map(|c| pizzja_sdk::Controller {
+                resource: c.resource,
+                show: c.show,
+                status: c.status,
+                priority: c.priority,
+                online_since_ms: c.online_since_ms,
+                last_active_ms: c.last_active_ms,
+            })
+            .collect(),
+        sessions: vec![
+            pizzja_sdk::Session {
+                resource: "Work".into(),
+                state: pizzja_sdk::SessionState::Online,
+            },
+            pizzja_sdk::Session {
+                resource: "Home".into(),
+                state: pizzja_sdk::SessionState::Online,
+            },
+        ],
+        now_ms: f.now_ms,
+    };
+    let event = pizzja_sdk::Event::Foreign(pizzja_sdk::ForeignStanza {
+        session: "Work".into(),
+        stanza: pizzja_sdk::Stanza {
+            kind: pizzja_sdk::StanzaKind::Message,
+            type_: "chat".into(),
+            id: Some("m1".into()),
+            from: Some("bob@remote.net/pc".into()),
+            to: Some("me@remote.net/Work".into()),
+            xml: XML.into(),
+        },
+        answers: None,
+    });
+    (event, facts)
+}
+
+/// Median and p99 of per-call times over `batches` batches of `per` calls.
+fn measure(batches: usize, per: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+    let mut samples: Vec<Duration> = (0..batches)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..per {
+                f();
+            }
+            start.elapsed() / per as u32
+        })
+        .collect();
+    samples.sort();
+    (
+        samples[samples.len() / 2],
+        samples[(samples.len() * 99 / 100).min(samples.len() - 1)],
+    )
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (batches, per) = if full { (400, 250) } else { (5, 5) };
+    let limits = Limits {
+        deadline: Duration::from_millis(100),
+        memory: 64 << 20,
+    };
+
+    // 1. Decision cost.
+    let engine =
+        PolicyEngine::new("builtin:default", BUILTIN_DEFAULT, vec![], limits, None).expect("loads");
+    let (event, facts) = (event_wit(), facts_wit());
+    let actions = engine.decide_blocking(&event, &facts).expect("decides");
+    assert_eq!(
+        actions.len(),
+        2,
+        "the benchmark's decision delivers to two controllers"
+    );
+    let (wasm_med, wasm_p99) = measure(batches, per, || {
+        std::hint::black_box(engine.decide_blocking(&event, &facts).expect("decides"));
+    });
+    let mut native =
+        pizzja_policy_default::DefaultPolicy::new(&pizzja_sdk::Config::default()).expect("valid");
+    let (n_event, n_facts) = event_native();
+    let (nat_med, nat_p99) = measure(batches, per, || {
+        std::hint::black_box(native.decide(&n_event, &n_facts));
+    });
+    println!("decision, reused wasm instance: median {wasm_med:?}, p99 {wasm_p99:?}");
+    println!("decision, native:               median {nat_med:?}, p99 {nat_p99:?}");
+    println!(
+        "ratio wasm/native (medians):    {:.1}x",
+        wasm_med.as_secs_f64() / nat_med.as_secs_f64()
+    );
+
+    // 2. Swapping in a module, cold and warm cache.
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rounds = if full { 5 } else { 1 };
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..rounds {
+        let _ = std::fs::remove_dir_all(cache.path());
+        let start = Instant::now();
+        let e = PolicyEngine::new(
+            "builtin:default",
+            BUILTIN_DEFAULT,
+            vec![],
+            limits,
+            Some(cache.path()),
+        )
+        .expect("loads");
+        cold.push(start.elapsed());
+        drop(e);
+        let start = Instant::now();
+        let e = PolicyEngine::new(
+            "builtin:default",
+            BUILTIN_DEFAULT,
+            vec![],
+            limits,
+            Some(cache.path()),
+        )
+        .expect("loads");
+        warm.push(start.elapsed());
+        let start = Instant::now();
+        e.replace("again", BUILTIN_DEFAULT, vec![])
+            .expect("replaces");
+        warm.push(start.elapsed());
+    }
+    cold.sort();
+    warm.sort();
+    println!(
+        "load + validate, empty cache:   median {:?}",
+        cold[cold.len() / 2]
+    );
+    println!(
+        "load + validate, warm cache:    median {:?}",
+        warm[warm.len() / 2]
+    );
+
+    // 3. rename(2) to the watch noticing it.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let notices: Vec<Duration> = runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let module = dir.path().join("policy.wasm");
+        std::fs::write(&module, b"v0").expect("write");
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let _watcher = pizzja_host::policy::reload::watch(&module, tx).expect("watch");
+        let mut out = Vec::new();
+        for i in 0..rounds * 4 {
+            let tmp = dir.path().join("policy.wasm.tmp");
+            std::fs::write(&tmp, format!("v{i}")).expect("write");
+            let start = Instant::now();
+            std::fs::rename(&tmp, &module).expect("rename");
+            rx.recv().await.expect("a reload request");
+            out.push(start.elapsed());
+        }
+        out
+    });
+    let mut notices = notices;
+    notices.sort();
+    println!(
+        "rename to reload request:       median {:?} (includes the watch's 50 ms settle)",
+        notices[notices.len() / 2]
+    );
+}
