@@ -244,13 +244,7 @@ impl Router {
             }
             Err(e) => {
                 warn!(error = %e, "registration lookup failed");
-                self.reply_error(
-                    &el,
-                    "wait",
-                    "internal-server-error",
-                    "registration store unavailable",
-                )
-                .await;
+                self.store_unavailable(&el).await;
                 return;
             }
         };
@@ -404,6 +398,16 @@ impl Router {
         }
     }
 
+    async fn store_unavailable(&self, stanza: &Element) {
+        self.reply_error(
+            stanza,
+            "wait",
+            "internal-server-error",
+            "registration store unavailable",
+        )
+        .await;
+    }
+
     fn is_admin(&self, local: &BareJid) -> bool {
         self.shared.config.admins.contains(local)
     }
@@ -521,14 +525,7 @@ impl Router {
             }
             Err(e) => {
                 warn!(error = %e, "registration lookup failed");
-                return self
-                    .reply_error(
-                        el,
-                        "wait",
-                        "internal-server-error",
-                        "registration store unavailable",
-                    )
-                    .await;
+                return self.store_unavailable(el).await;
             }
         }
         self.send(result(el, Some(query))).await;
@@ -553,13 +550,7 @@ impl Router {
                 }
                 Err(e) => {
                     warn!(error = %e, "removing a registration failed");
-                    self.reply_error(
-                        &el,
-                        "wait",
-                        "internal-server-error",
-                        "registration store unavailable",
-                    )
-                    .await;
+                    self.store_unavailable(&el).await;
                 }
             }
             return;

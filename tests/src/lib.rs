@@ -456,6 +456,19 @@ impl Client {
         }
     }
 
+    /// Waits for the answer with `id` and checks it is an error with the
+    /// defined `condition`; returns it for further checks.
+    pub async fn expect_error(&mut self, id: &str, condition: &str) -> Element {
+        let e = self.expect("an error", |e| e.attr("id") == Some(id)).await;
+        assert_eq!(
+            error_condition(&e).as_deref(),
+            Some(condition),
+            "{}",
+            xml(&e)
+        );
+        e
+    }
+
     /// Stanzas received so far and not yet taken by [`Client::expect`].
     pub fn inbox(&self) -> impl Iterator<Item = &Element> {
         self.inbox.iter()

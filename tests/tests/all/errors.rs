@@ -14,30 +14,14 @@ async fn an_unregistered_local_user_gets_registration_required() {
             gw_jid("bob@foreign.test")
         ))
         .await;
-    let e = carol
-        .expect("an error", |e| e.attr("id") == Some("m"))
-        .await;
-    assert_eq!(
-        error_condition(&e).as_deref(),
-        Some("registration-required"),
-        "{}",
-        xml(&e)
-    );
+    carol.expect_error("m", "registration-required").await;
     carol
         .send(&format!(
             "<iq type='get' id='i' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
             gw_jid("bob@foreign.test")
         ))
         .await;
-    let e = carol
-        .expect("an error", |e| e.attr("id") == Some("i"))
-        .await;
-    assert_eq!(
-        error_condition(&e).as_deref(),
-        Some("registration-required"),
-        "{}",
-        xml(&e)
-    );
+    carol.expect_error("i", "registration-required").await;
 }
 
 #[tokio::test]
@@ -71,15 +55,7 @@ async fn a_resource_not_online_at_the_gateway_is_told_to_send_presence_first() {
             gw_jid("bob@foreign.test")
         ))
         .await;
-    let e = stray
-        .expect("an error", |e| e.attr("id") == Some("s"))
-        .await;
-    assert_eq!(
-        error_condition(&e).as_deref(),
-        Some("service-unavailable"),
-        "{}",
-        xml(&e)
-    );
+    let e = stray.expect_error("s", "service-unavailable").await;
     assert!(xml(&e).contains("send presence to"), "{}", xml(&e));
 }
 

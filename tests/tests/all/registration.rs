@@ -194,13 +194,7 @@ async fn accounts_outside_the_local_domains_are_refused() {
         gw_jid(ME)
     ))
     .await;
-    let e = bob.expect("an error", |e| e.attr("id") == Some("m")).await;
-    assert_eq!(
-        error_condition(&e).as_deref(),
-        Some("forbidden"),
-        "{}",
-        xml(&e)
-    );
+    bob.expect_error("m", "forbidden").await;
 }
 
 #[tokio::test]
