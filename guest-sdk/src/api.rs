@@ -241,3 +241,56 @@ pub mod xml {
         )
     }
 }
+
+/// The account's store, kept by the host: survives instance replacement,
+/// reloads and restarts (see the WIT `store` interface for its limits).
+/// Off wasm (unit tests) it is an in-memory map shared by all accounts.
+pub mod store {
+    /// The value under `key`, if any.
+    pub fn get(key: &str) -> Option<Vec<u8>> {
+        imp::get(key)
+    }
+
+    /// Stores `value` under `key`; refused past the limits, with the reason.
+    pub fn set(key: &str, value: &[u8]) -> Result<(), String> {
+        imp::set(key, value)
+    }
+
+    /// Removes `key`.
+    pub fn delete(key: &str) {
+        imp::delete(key)
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    mod imp {
+        use crate::wit::pizzja::policy::store as host;
+        pub fn get(key: &str) -> Option<Vec<u8>> {
+            host::get(key)
+        }
+        pub fn set(key: &str, value: &[u8]) -> Result<(), String> {
+            host::set(key, value)
+        }
+        pub fn delete(key: &str) {
+            host::delete(key)
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    mod imp {
+        use std::cell::RefCell;
+        use std::collections::HashMap;
+        thread_local! {
+            static MAP: RefCell<HashMap<String, Vec<u8>>> = RefCell::new(HashMap::new());
+        }
+        pub fn get(key: &str) -> Option<Vec<u8>> {
+            MAP.with(|m| m.borrow().get(key).cloned())
+        }
+        pub fn set(key: &str, value: &[u8]) -> Result<(), String> {
+            MAP.with(|m| m.borrow_mut().insert(key.to_string(), value.to_vec()));
+            Ok(())
+        }
+        pub fn delete(key: &str) {
+            MAP.with(|m| m.borrow_mut().remove(key));
+        }
+    }
+}

@@ -11,7 +11,7 @@
 //! the benchmark itself keeps working.
 
 use pizzja_host::policy::bindings as wit;
-use pizzja_host::policy::{BUILTIN_DEFAULT, Limits, PolicyEngine};
+use pizzja_host::policy::{BUILTIN_DEFAULT, EngineOptions, Limits, PolicyEngine};
 use pizzja_sdk::Policy as _;
 use std::time::{Duration, Instant};
 
@@ -136,8 +136,13 @@ fn main() {
     };
 
     // 1. Decision cost.
-    let engine =
-        PolicyEngine::new("builtin:default", BUILTIN_DEFAULT, vec![], limits, None).expect("loads");
+    let engine = PolicyEngine::new(
+        "builtin:default",
+        BUILTIN_DEFAULT,
+        vec![],
+        EngineOptions::with_limits(limits),
+    )
+    .expect("loads");
     let (event, facts) = (event_wit(), facts_wit());
     let actions = engine.decide_blocking(&event, &facts).expect("decides");
     assert_eq!(
@@ -173,8 +178,10 @@ fn main() {
             "builtin:default",
             BUILTIN_DEFAULT,
             vec![],
-            limits,
-            Some(cache.path()),
+            EngineOptions {
+                cache_dir: Some(cache.path().to_path_buf()),
+                ..EngineOptions::with_limits(limits)
+            },
         )
         .expect("loads");
         cold.push(start.elapsed());
@@ -184,8 +191,10 @@ fn main() {
             "builtin:default",
             BUILTIN_DEFAULT,
             vec![],
-            limits,
-            Some(cache.path()),
+            EngineOptions {
+                cache_dir: Some(cache.path().to_path_buf()),
+                ..EngineOptions::with_limits(limits)
+            },
         )
         .expect("loads");
         warm.push(start.elapsed());

@@ -29,8 +29,8 @@ const NS_DATA: &str = "jabber:x:data";
 pub struct Shared {
     /// The configuration.
     pub config: Config,
-    /// Registrations.
-    pub storage: Storage,
+    /// Registrations (and policy state).
+    pub storage: Arc<Storage>,
     /// The policy sandbox.
     pub engine: PolicyEngine,
     /// Stanzas for the local server (the component link).

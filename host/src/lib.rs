@@ -27,7 +27,7 @@ pub mod xmpp;
 use anyhow::{Context, Result};
 use config::{Config, PolicySource};
 use gateway::{Router, Shared};
-use policy::{Limits, PolicyEngine};
+use policy::{EngineOptions, Limits, PolicyEngine};
 use std::sync::Arc;
 use storage::Storage;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -46,7 +46,7 @@ pub mod testing {
 /// Everything checked and loaded, not yet connected.
 pub struct Prepared {
     config: Config,
-    storage: Storage,
+    storage: Arc<Storage>,
     engine: PolicyEngine,
     tls: Arc<tokio_rustls::rustls::ClientConfig>,
 }
@@ -68,19 +68,19 @@ pub fn policy_bytes(source: &PolicySource) -> Result<(String, Vec<u8>)> {
 /// Opens storage, compiles and validates the policy, loads TLS roots. Any
 /// error here is a configuration problem (exit code 2).
 pub fn prepare(config: Config) -> Result<Prepared> {
-    let storage = Storage::open(&config.database)?;
+    let storage = Arc::new(Storage::open(&config.database)?);
     let (name, bytes) = policy_bytes(&config.policy)?;
     let limits = Limits {
         deadline: config.decision_timeout,
         memory: config.memory_limit,
     };
-    let engine = PolicyEngine::new(
-        &name,
-        &bytes,
-        config.policy_config.clone(),
+    // Policy state lives beside the registrations, in the same database.
+    let options = EngineOptions {
         limits,
-        config.cache_dir.as_deref(),
-    )?;
+        cache_dir: config.cache_dir.clone(),
+        state: storage.clone(),
+    };
+    let engine = PolicyEngine::new(&name, &bytes, config.policy_config.clone(), options)?;
     let loaded = engine.current();
     info!(policy = %loaded.name, hash = %loaded.hash, "policy loaded");
     let tls = xmpp::foreign::tls_config(config.ca_file.as_deref())?;

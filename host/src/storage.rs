@@ -32,7 +32,13 @@ impl Storage {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS registrations (
+            "CREATE TABLE IF NOT EXISTS policy_state (
+                account TEXT NOT NULL,
+                key     TEXT NOT NULL,
+                value   BLOB NOT NULL,
+                PRIMARY KEY (account, key)
+            );
+            CREATE TABLE IF NOT EXISTS registrations (
                 local_jid   TEXT PRIMARY KEY NOT NULL,
                 foreign_jid TEXT NOT NULL,
                 password    TEXT NOT NULL,
@@ -92,7 +98,19 @@ impl Storage {
                 params![local.as_str()],
             )
             .context("failed to delete registration")?;
+        self.forget_state(local)?;
         Ok(n > 0)
+    }
+
+    /// Deletes L's registration's policy state as well (see [`Storage::remove`]).
+    fn forget_state(&self, local: &BareJid) -> Result<()> {
+        self.conn()
+            .execute(
+                "DELETE FROM policy_state WHERE account = ?1",
+                params![local.as_str()],
+            )
+            .context("failed to delete policy state")?;
+        Ok(())
     }
 
     /// Every registered local account.
@@ -109,6 +127,55 @@ impl Storage {
             }
         }
         Ok(out)
+    }
+}
+
+/// Policy state, per account (the WIT `store` interface; limits are checked
+/// by the engine before a write).
+impl crate::policy::StateBackend for Storage {
+    fn get(&self, account: &str, key: &str) -> Option<Vec<u8>> {
+        self.conn()
+            .query_row(
+                "SELECT value FROM policy_state WHERE account = ?1 AND key = ?2",
+                params![account, key],
+                |row| row.get(0),
+            )
+            .optional()
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading policy state failed");
+                None
+            })
+    }
+
+    fn set(&self, account: &str, key: &str, value: &[u8]) -> Result<(), String> {
+        self.conn()
+            .execute(
+                "INSERT INTO policy_state (account, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(account, key) DO UPDATE SET value = ?3",
+                params![account, key, value],
+            )
+            .map(|_| ())
+            .map_err(|e| format!("the store could not save: {e}"))
+    }
+
+    fn delete(&self, account: &str, key: &str) {
+        if let Err(e) = self.conn().execute(
+            "DELETE FROM policy_state WHERE account = ?1 AND key = ?2",
+            params![account, key],
+        ) {
+            tracing::warn!(error = %e, "deleting policy state failed");
+        }
+    }
+
+    fn usage(&self, account: &str) -> usize {
+        self.conn()
+            .query_row(
+                "SELECT COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) FROM policy_state WHERE account = ?1",
+                params![account],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .unwrap_or(0)
     }
 }
 

@@ -2,7 +2,7 @@
 //! memory bombs fail the one decision and nothing else.
 
 use pizzja_host::policy::bindings::{Event, Facts, LocalStanza, Stanza, StanzaKind};
-use pizzja_host::policy::{DecideError, Limits, PolicyEngine};
+use pizzja_host::policy::{DecideError, EngineOptions, Limits, PolicyEngine};
 use pizzja_host::testing::policy_path;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,13 @@ fn engine() -> PolicyEngine {
         deadline: Duration::from_millis(100),
         memory: 64 << 20,
     };
-    PolicyEngine::new("hostile", &bytes, vec![], limits, None).expect("loads")
+    PolicyEngine::new(
+        "hostile",
+        &bytes,
+        vec![],
+        EngineOptions::with_limits(limits),
+    )
+    .expect("loads")
 }
 
 fn message(body: &str) -> Event {
@@ -95,9 +101,14 @@ fn a_module_that_is_not_a_policy_is_refused_with_a_reason() {
         deadline: Duration::from_millis(100),
         memory: 64 << 20,
     };
-    let err = PolicyEngine::new("junk", b"\0asm not really", vec![], limits, None)
-        .err()
-        .expect("refused");
+    let err = PolicyEngine::new(
+        "junk",
+        b"\0asm not really",
+        vec![],
+        EngineOptions::with_limits(limits),
+    )
+    .err()
+    .expect("refused");
     assert!(
         format!("{err:#}").contains("not a WebAssembly component"),
         "{err:#}"
@@ -112,9 +123,14 @@ fn a_configuration_the_policy_refuses_is_reported() {
         memory: 64 << 20,
     };
     let config = vec![("initial_presence".to_string(), "sometimes".to_string())];
-    let err = PolicyEngine::new("builtin:default", bytes, config, limits, None)
-        .err()
-        .expect("refused");
+    let err = PolicyEngine::new(
+        "builtin:default",
+        bytes,
+        config,
+        EngineOptions::with_limits(limits),
+    )
+    .err()
+    .expect("refused");
     assert!(format!("{err:#}").contains("initial_presence"), "{err:#}");
 }
 
@@ -127,8 +143,7 @@ fn default_engine() -> PolicyEngine {
         "builtin:default",
         pizzja_host::policy::BUILTIN_DEFAULT,
         vec![],
-        limits,
-        None,
+        EngineOptions::with_limits(limits),
     )
     .expect("loads")
 }
@@ -198,37 +213,40 @@ fn compiled_policies_are_cached_on_disk() {
             "builtin:default",
             pizzja_host::policy::BUILTIN_DEFAULT,
             vec![],
-            limits,
-            Some(dir.path()),
+            EngineOptions {
+                cache_dir: Some(dir.path().to_path_buf()),
+                ..EngineOptions::with_limits(limits)
+            },
         )
         .expect("loads")
     };
-    let count = || walk(dir.path());
+    let compiled = || {
+        let mut files = Vec::new();
+        walk(dir.path(), &mut files);
+        // The cache's worker also keeps usage statistics beside each entry.
+        files.retain(|f| !f.ends_with(".stats") && !f.contains(".wip-"));
+        files.sort();
+        files
+    };
     let engine = cached();
-    assert!(count() > 0, "nothing was cached");
-    let after_first = count();
+    let after_first = compiled();
+    assert!(!after_first.is_empty(), "nothing was cached");
     drop(engine);
-    // A restart with the same module finds it and adds nothing.
+    // A restart with the same module finds it and compiles nothing new.
     let again = cached();
     assert_recovers(&again);
-    assert_eq!(count(), after_first);
+    assert_eq!(compiled(), after_first);
 }
 
-fn walk(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| {
-                    if e.path().is_dir() {
-                        walk(&e.path())
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
+fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, out);
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
 }
 
 #[test]
@@ -254,12 +272,110 @@ fn a_component_without_the_policy_exports_is_refused_with_what_is_missing() {
         memory: 64 << 20,
     };
     // A valid component exporting nothing (text format).
-    let err = PolicyEngine::new("empty", b"(component)", vec![], limits, None)
-        .err()
-        .expect("refused");
+    let err = PolicyEngine::new(
+        "empty",
+        b"(component)",
+        vec![],
+        EngineOptions::with_limits(limits),
+    )
+    .err()
+    .expect("refused");
     let text = format!("{err:#}");
     assert!(
         text.contains("does not export the world `pizzja:policy/policy@0.1.0`"),
         "{text}"
+    );
+}
+
+fn logs(actions: &[pizzja_host::policy::bindings::Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            pizzja_host::policy::bindings::Action::Log(l) => Some(l.message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn facts_of(local: &str) -> Facts {
+    Facts {
+        local_jid: local.into(),
+        ..facts()
+    }
+}
+
+#[test]
+fn the_store_is_per_account_and_survives_traps_and_swaps() {
+    let engine = engine();
+    let say = |body: &str, local: &str| {
+        logs(
+            &engine
+                .decide_blocking(&message(body), &facts_of(local))
+                .expect("decides"),
+        )
+    };
+    assert_eq!(say("remember lunch at noon", "alice@l.test"), ["stored"]);
+    assert_eq!(
+        say("recall", "alice@l.test"),
+        ["memo: Some(\"lunch at noon\")"]
+    );
+    // Another account sees its own store only.
+    assert_eq!(say("recall", "carol@l.test"), ["memo: None"]);
+    // A trap throws the instance away; the store stays.
+    engine
+        .decide_blocking(&message("trap"), &facts())
+        .expect_err("traps");
+    assert_eq!(
+        say("recall", "alice@l.test"),
+        ["memo: Some(\"lunch at noon\")"]
+    );
+    // So does a reload.
+    let bytes = std::fs::read(policy_path("pizzja_policy_test_hostile")).expect("built");
+    engine.replace("again", &bytes, vec![]).expect("swaps");
+    assert_eq!(
+        say("recall", "alice@l.test"),
+        ["memo: Some(\"lunch at noon\")"]
+    );
+}
+
+#[test]
+fn the_store_is_bounded() {
+    let engine = engine();
+    let said = logs(
+        &engine
+            .decide_blocking(&message("fill"), &facts())
+            .expect("decides"),
+    );
+    assert_eq!(said.len(), 1);
+    assert!(
+        said[0].starts_with("refused:") && said[0].contains("limit"),
+        "{said:?}"
+    );
+}
+
+#[test]
+fn the_gateway_keeps_policy_state_in_its_database() {
+    use pizzja_host::policy::StateBackend;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db.sqlite3");
+    let storage = std::sync::Arc::new(pizzja_host::storage::Storage::open(&db).expect("open"));
+    let bytes = std::fs::read(policy_path("pizzja_policy_test_hostile")).expect("built");
+    let options = EngineOptions {
+        state: storage.clone(),
+        ..EngineOptions::with_limits(Limits {
+            deadline: Duration::from_millis(100),
+            memory: 64 << 20,
+        })
+    };
+    let engine = PolicyEngine::new("hostile", &bytes, vec![], options).expect("loads");
+    engine
+        .decide_blocking(&message("remember on disk"), &facts())
+        .expect("decides");
+    drop(engine);
+    // Reopened, as after a restart.
+    let again = pizzja_host::storage::Storage::open(&db).expect("reopen");
+    assert_eq!(
+        StateBackend::get(&again, "alice@l.test", "memo"),
+        Some(b"on disk".to_vec())
     );
 }

@@ -61,6 +61,111 @@ struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    /// The account being decided; its store is the only one reachable.
+    account: Option<String>,
+    backend: Arc<dyn StateBackend>,
+}
+
+/// Size limits of one account's policy store (the WIT `store` interface).
+pub const STATE_LIMIT_BYTES: usize = 64 * 1024;
+/// The longest key a policy may use.
+pub const STATE_KEY_LIMIT: usize = 256;
+
+/// Where policy state lives: per account, key to bytes.
+pub trait StateBackend: Send + Sync {
+    /// The value under `key` for `account`.
+    fn get(&self, account: &str, key: &str) -> Option<Vec<u8>>;
+    /// Stores a value; the caller has checked the limits.
+    fn set(&self, account: &str, key: &str, value: &[u8]) -> Result<(), String>;
+    /// Removes a key.
+    fn delete(&self, account: &str, key: &str);
+    /// Bytes of keys and values `account` holds now.
+    fn usage(&self, account: &str) -> usize;
+}
+
+/// Policy state in memory (scenarios, tests); the gateway uses SQLite.
+#[derive(Default)]
+pub struct MemoryState(Mutex<std::collections::HashMap<(String, String), Vec<u8>>>);
+
+impl StateBackend for MemoryState {
+    fn get(&self, account: &str, key: &str) -> Option<Vec<u8>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(account.to_string(), key.to_string())).cloned()
+    }
+    fn set(&self, account: &str, key: &str, value: &[u8]) -> Result<(), String> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert((account.to_string(), key.to_string()), value.to_vec());
+        Ok(())
+    }
+    fn delete(&self, account: &str, key: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&(account.to_string(), key.to_string()));
+    }
+    fn usage(&self, account: &str) -> usize {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|((a, _), _)| a == account)
+            .map(|((_, k), v)| k.len() + v.len())
+            .sum()
+    }
+}
+
+// The shared types interface has no functions to provide.
+impl bindings::pizzja::policy::types::Host for State {}
+
+impl bindings::pizzja::policy::store::Host for State {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        let account = self.account.as_deref()?;
+        self.backend.get(account, &key)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        let Some(account) = self.account.as_deref() else {
+            return Err("the store is per account: use it in decide, not in init".into());
+        };
+        if key.len() > STATE_KEY_LIMIT {
+            return Err(format!("keys are at most {STATE_KEY_LIMIT} bytes"));
+        }
+        let old = self
+            .backend
+            .get(account, &key)
+            .map_or(0, |v| key.len() + v.len());
+        let after = self.backend.usage(account) - old + key.len() + value.len();
+        if after > STATE_LIMIT_BYTES {
+            return Err(format!(
+                "the account's store would hold {after} bytes; the limit is {STATE_LIMIT_BYTES}"
+            ));
+        }
+        self.backend.set(account, &key, &value)
+    }
+
+    fn delete(&mut self, key: String) {
+        if let Some(account) = self.account.as_deref() {
+            self.backend.delete(account, &key);
+        }
+    }
+}
+
+/// How an engine is set up besides its first module.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Per-call and per-instance limits.
+    pub limits: Limits,
+    /// The compiled-module cache, if any.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Where policy state is kept.
+    pub state: Arc<dyn StateBackend>,
+}
+
+impl EngineOptions {
+    /// These limits, no cache, state in memory.
+    pub fn with_limits(limits: Limits) -> Self {
+        EngineOptions {
+            limits,
+            cache_dir: None,
+            state: Arc::new(MemoryState::default()),
+        }
+    }
 }
 
 impl WasiView for State {
@@ -86,6 +191,7 @@ pub struct Loaded {
     pre: bindings::PolicyPre<State>,
     config: Vec<(String, String)>,
     idle: Mutex<Vec<Instance>>,
+    state: Arc<dyn StateBackend>,
 }
 
 /// The engine: compiles modules, keeps the current policy, decides.
@@ -103,6 +209,7 @@ struct Core {
     engine: Engine,
     linker: Linker<State>,
     limits: Limits,
+    state: Arc<dyn StateBackend>,
     current: RwLock<Arc<Loaded>>,
     /// The policy before the last swap, for a rollback.
     previous: Mutex<Option<Arc<Loaded>>>,
@@ -168,12 +275,16 @@ impl PolicyEngine {
         name: &str,
         bytes: &[u8],
         config: Vec<(String, String)>,
-        limits: Limits,
-        cache_dir: Option<&std::path::Path>,
+        options: EngineOptions,
     ) -> Result<PolicyEngine> {
+        let EngineOptions {
+            limits,
+            cache_dir,
+            state,
+        } = options;
         let mut wc = WasmConfig::new();
         wc.epoch_interruption(true);
-        if let Some(dir) = cache_dir {
+        if let Some(dir) = cache_dir.as_deref() {
             // wasmtime's own cache: compiled code keyed by a hash of the module
             // and the engine settings, so a restart or a reload of an unchanged
             // module does not compile again.
@@ -192,14 +303,20 @@ impl PolicyEngine {
         wt(wasmtime_wasi::p2::add_to_linker_sync(&mut linker), || {
             "failed to link WASI".into()
         })?;
+        bindings::Policy::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("failed to link the policy store: {e:#}"))?;
         start_ticker(&engine);
-        let first = Self::compile_with(&engine, &linker, limits, name, bytes, config)?;
+        let first = Self::compile_with(&engine, &linker, limits, &state, name, bytes, config)?;
         let (events, _) = tokio::sync::broadcast::channel(64);
         let core = Arc::new(Core {
             engine,
             linker,
             limits,
             current: RwLock::new(Arc::new(first)),
+            state,
             previous: Mutex::new(None),
             probation: Mutex::new(Probation::default()),
             events,
@@ -232,6 +349,7 @@ impl PolicyEngine {
         engine: &Engine,
         linker: &Linker<State>,
         limits: Limits,
+        state: &Arc<dyn StateBackend>,
         name: &str,
         bytes: &[u8],
         config: Vec<(String, String)>,
@@ -254,6 +372,7 @@ impl PolicyEngine {
             pre,
             config,
             idle: Mutex::new(Vec::new()),
+            state: state.clone(),
         };
         // Prove it instantiates and accepts its configuration before use.
         let first = instantiate(engine, &loaded, limits).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -281,8 +400,15 @@ impl PolicyEngine {
         config: Vec<(String, String)>,
     ) -> Result<Arc<Loaded>> {
         let core = &self.core;
-        let compiled =
-            Self::compile_with(&core.engine, &core.linker, core.limits, name, bytes, config);
+        let compiled = Self::compile_with(
+            &core.engine,
+            &core.linker,
+            core.limits,
+            &core.state,
+            name,
+            bytes,
+            config,
+        );
         let loaded = match compiled {
             Ok(l) => Arc::new(l),
             Err(e) => {
@@ -369,7 +495,10 @@ impl Core {
             None => instantiate(&self.engine, &loaded, self.limits)?,
         };
         inst.store.set_epoch_deadline(ticks(self.limits.deadline));
+        // Instances serve every account: scope the store to this one.
+        inst.store.data_mut().account = Some(facts.local_jid.clone());
         let result = inst.policy.call_decide(&mut inst.store, event, facts);
+        inst.store.data_mut().account = None;
         self.on_probation(&loaded, result.is_err());
         match result {
             Ok(actions) => {
@@ -440,6 +569,8 @@ fn instantiate(engine: &Engine, loaded: &Loaded, limits: Limits) -> Result<Insta
             .memory_size(limits.memory)
             .trap_on_grow_failure(true)
             .build(),
+        account: None,
+        backend: loaded.state.clone(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);

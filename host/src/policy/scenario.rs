@@ -30,8 +30,8 @@
 //! text_contains? }`. Without `xml_contains` the content must be the
 //! event's own stanza. Log actions are not compared.
 
-use super::PolicyEngine;
 use super::bindings as wit;
+use super::{EngineOptions, PolicyEngine};
 use crate::xmpp::{Kind, parse_stanza};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
@@ -167,7 +167,15 @@ pub fn run_file(module: &str, path: &Path, cache_dir: Option<&Path>) -> Result<O
         deadline: std::time::Duration::from_millis(500),
         memory: 64 << 20,
     };
-    let engine = PolicyEngine::new(&name, &bytes, config, limits, cache_dir)?;
+    let engine = PolicyEngine::new(
+        &name,
+        &bytes,
+        config,
+        EngineOptions {
+            cache_dir: cache_dir.map(Path::to_path_buf),
+            ..EngineOptions::with_limits(limits)
+        },
+    )?;
     let mut outcome = Outcome::default();
     for case in &file.cases {
         match run_case(&engine, &file.facts, case) {

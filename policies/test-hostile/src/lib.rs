@@ -7,6 +7,8 @@
 //! - `forge`: returns actions that try to break the host's invariants.
 //! - `facts`: echoes the facts it was given back to the sender.
 //! - `clock`: logs what the system clock says.
+//! - `remember <text>` / `recall`: writes and reads the account's store;
+//!   `fill` tries to store more than the store allows.
 //!
 //! With `always = "<word>"` in its configuration it behaves as if every
 //! event carried that word (`always = "trap"`: a policy that always traps).
@@ -81,6 +83,26 @@ impl Policy for Hostile {
                         content: Content::Original,
                     }),
                 ]
+            }
+            Some(b) if b.starts_with("remember ") => {
+                let said = match pizzja_sdk::store::set("memo", &b.as_bytes()["remember ".len()..])
+                {
+                    Ok(()) => "stored".to_string(),
+                    Err(e) => format!("refused: {e}"),
+                };
+                vec![Action::debug(said)]
+            }
+            Some("recall") => {
+                let memo = pizzja_sdk::store::get("memo")
+                    .map(|v| String::from_utf8_lossy(&v).into_owned());
+                vec![Action::debug(format!("memo: {memo:?}"))]
+            }
+            Some("fill") => {
+                let said = match pizzja_sdk::store::set("big", &vec![1u8; 70 * 1024]) {
+                    Ok(()) => "stored".to_string(),
+                    Err(e) => format!("refused: {e}"),
+                };
+                vec![Action::debug(said)]
             }
             Some("clock") => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
