@@ -112,6 +112,9 @@ pub async fn run(
         engine,
         tls,
     } = prepared;
+    // First, so that SIGHUP never meets its default action (terminate).
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("failed to listen for SIGHUP")?;
     let (to_local, outbound) = mpsc::channel(1024);
     let (events_tx, mut events) = mpsc::channel(1024);
     let link = LinkConfig {
@@ -141,8 +144,7 @@ pub async fn run(
         (PolicySource::File(path), true) => Some(policy::reload::watch(path, reloads.clone())?),
         _ => None,
     };
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("failed to listen for SIGHUP")?;
+
     let (control_tx, mut control) = mpsc::unbounded_channel();
     let mut router = Router::new(shared, control_tx);
     let mut ready = ready;

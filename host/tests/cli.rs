@@ -173,3 +173,80 @@ fn policy_new_makes_a_policy_that_builds_and_passes_its_scenarios() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("already exists"), "{text}");
 }
+
+#[test]
+fn sighup_reloads_the_policy_and_sigterm_exits_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("policy.wasm");
+    std::fs::write(&module, pizzja_host::policy::BUILTIN_DEFAULT).expect("install a module");
+    // Nobody listens on the component port: the gateway keeps retrying the
+    // link, and reloads work regardless.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let config = dir.path().join("pizzja.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[policy]\nmodule = \"policy.wasm\"\n",
+            BASE.replace("127.0.0.1:5347", &closed.to_string())
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pizzja"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pizzja");
+    let (tx, lines) = mpsc::channel();
+    let stderr = child.stderr.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("pizzja never logged {what:?}");
+    };
+    wait_for("policy loaded");
+    // Its SIGHUP handler is installed once the gateway runs (after loading).
+    wait_for("component link failed");
+    let hostile = std::fs::read(pizzja_host::testing::policy_path(
+        "pizzja_policy_test_hostile",
+    ))
+    .expect("built");
+    std::fs::write(&module, hostile).expect("replace the module");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let swapped = wait_for("policy swapped in");
+    assert!(swapped.contains("policy.wasm"), "{swapped}");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean shutdown");
+}
