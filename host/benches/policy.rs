@@ -169,37 +169,26 @@ fn main() {
     // 2. Swapping in a module, cold and warm cache.
     let cache = tempfile::tempdir().expect("tempdir");
     let rounds = if full { 5 } else { 1 };
+    let load = || {
+        let options = EngineOptions {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..EngineOptions::with_limits(limits)
+        };
+        let start = Instant::now();
+        let engine =
+            PolicyEngine::new("builtin:default", BUILTIN_DEFAULT, vec![], options).expect("loads");
+        (engine, start.elapsed())
+    };
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     for _ in 0..rounds {
         let _ = std::fs::remove_dir_all(cache.path());
+        cold.push(load().1);
+        let (engine, took) = load();
+        warm.push(took);
         let start = Instant::now();
-        let e = PolicyEngine::new(
-            "builtin:default",
-            BUILTIN_DEFAULT,
-            vec![],
-            EngineOptions {
-                cache_dir: Some(cache.path().to_path_buf()),
-                ..EngineOptions::with_limits(limits)
-            },
-        )
-        .expect("loads");
-        cold.push(start.elapsed());
-        drop(e);
-        let start = Instant::now();
-        let e = PolicyEngine::new(
-            "builtin:default",
-            BUILTIN_DEFAULT,
-            vec![],
-            EngineOptions {
-                cache_dir: Some(cache.path().to_path_buf()),
-                ..EngineOptions::with_limits(limits)
-            },
-        )
-        .expect("loads");
-        warm.push(start.elapsed());
-        let start = Instant::now();
-        e.replace("again", BUILTIN_DEFAULT, vec![])
+        engine
+            .replace("again", BUILTIN_DEFAULT, vec![])
             .expect("replaces");
         warm.push(start.elapsed());
     }
