@@ -6,18 +6,7 @@ fn check(toml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("pizzja.toml");
     std::fs::write(&path, toml).expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_pizzja"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run pizzja");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    pizzja(&["check", "--config", &path.display().to_string()])
 }
 
 const BASE: &str = r#"
