@@ -6,18 +6,22 @@ use pizzja_host::policy::{DecideError, EngineOptions, Limits, PolicyEngine};
 use pizzja_host::testing::policy_path;
 use std::time::{Duration, Instant};
 
+/// The limits every test engine runs under.
+fn limits() -> Limits {
+    Limits {
+        deadline: Duration::from_millis(100),
+        memory: 64 << 20,
+    }
+}
+
 fn engine() -> PolicyEngine {
     let bytes =
         std::fs::read(policy_path("pizzja_policy_test_hostile")).expect("hostile policy built");
-    let limits = Limits {
-        deadline: Duration::from_millis(100),
-        memory: 64 << 20,
-    };
     PolicyEngine::new(
         "hostile",
         &bytes,
         vec![],
-        EngineOptions::with_limits(limits),
+        EngineOptions::with_limits(limits()),
     )
     .expect("loads")
 }
@@ -97,15 +101,11 @@ fn a_memory_bomb_hits_the_cap() {
 
 #[test]
 fn a_module_that_is_not_a_policy_is_refused_with_a_reason() {
-    let limits = Limits {
-        deadline: Duration::from_millis(100),
-        memory: 64 << 20,
-    };
     let err = PolicyEngine::new(
         "junk",
         b"\0asm not really",
         vec![],
-        EngineOptions::with_limits(limits),
+        EngineOptions::with_limits(limits()),
     )
     .err()
     .expect("refused");
@@ -118,16 +118,12 @@ fn a_module_that_is_not_a_policy_is_refused_with_a_reason() {
 #[test]
 fn a_configuration_the_policy_refuses_is_reported() {
     let bytes = pizzja_host::policy::BUILTIN_DEFAULT;
-    let limits = Limits {
-        deadline: Duration::from_millis(100),
-        memory: 64 << 20,
-    };
     let config = vec![("initial_presence".to_string(), "sometimes".to_string())];
     let err = PolicyEngine::new(
         "builtin:default",
         bytes,
         config,
-        EngineOptions::with_limits(limits),
+        EngineOptions::with_limits(limits()),
     )
     .err()
     .expect("refused");
@@ -135,15 +131,11 @@ fn a_configuration_the_policy_refuses_is_reported() {
 }
 
 fn default_engine() -> PolicyEngine {
-    let limits = Limits {
-        deadline: Duration::from_millis(100),
-        memory: 64 << 20,
-    };
     PolicyEngine::new(
         "builtin:default",
         pizzja_host::policy::BUILTIN_DEFAULT,
         vec![],
-        EngineOptions::with_limits(limits),
+        EngineOptions::with_limits(limits()),
     )
     .expect("loads")
 }
@@ -204,10 +196,6 @@ fn a_new_policy_that_keeps_trapping_is_rolled_back() {
 #[test]
 fn compiled_policies_are_cached_on_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let limits = Limits {
-        deadline: Duration::from_millis(100),
-        memory: 64 << 20,
-    };
     let cached = || {
         PolicyEngine::new(
             "builtin:default",
@@ -215,7 +203,7 @@ fn compiled_policies_are_cached_on_disk() {
             vec![],
             EngineOptions {
                 cache_dir: Some(dir.path().to_path_buf()),
-                ..EngineOptions::with_limits(limits)
+                ..EngineOptions::with_limits(limits())
             },
         )
         .expect("loads")
@@ -267,16 +255,12 @@ fn a_policy_sees_no_clock() {
 
 #[test]
 fn a_component_without_the_policy_exports_is_refused_with_what_is_missing() {
-    let limits = Limits {
-        deadline: Duration::from_millis(100),
-        memory: 64 << 20,
-    };
     // A valid component exporting nothing (text format).
     let err = PolicyEngine::new(
         "empty",
         b"(component)",
         vec![],
-        EngineOptions::with_limits(limits),
+        EngineOptions::with_limits(limits()),
     )
     .err()
     .expect("refused");
@@ -362,10 +346,7 @@ fn the_gateway_keeps_policy_state_in_its_database() {
     let bytes = std::fs::read(policy_path("pizzja_policy_test_hostile")).expect("built");
     let options = EngineOptions {
         state: storage.clone(),
-        ..EngineOptions::with_limits(Limits {
-            deadline: Duration::from_millis(100),
-            memory: 64 << 20,
-        })
+        ..EngineOptions::with_limits(limits())
     };
     let engine = PolicyEngine::new("hostile", &bytes, vec![], options).expect("loads");
     engine

@@ -63,6 +63,9 @@ struct FactsSpec {
     sessions: Option<BTreeMap<String, String>>,
 }
 
+/// One case. Its fact fields repeat [`FactsSpec`]'s on purpose: serde's
+/// `flatten` cannot be combined with `deny_unknown_fields`, and catching a
+/// misspelt key in a scenario file matters more than the repetition.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Case {
