@@ -675,6 +675,7 @@ impl Account {
                 .connector_for(self.reg.foreign.domain().as_str()),
             login_timeout: self.shared.config.login_timeout,
             queue_limit: self.shared.config.queue_limit,
+            logins: self.shared.logins.clone(),
         };
         info!(local = %self.reg.local, foreign = %self.reg.foreign, resource = %a, "opening foreign session");
         let tx = foreign::spawn(params, (a.clone(), generation), self.reports_tx.clone());

@@ -78,6 +78,7 @@ struct RawForeign {
     login_timeout_secs: Option<u64>,
     iq_timeout_secs: Option<u64>,
     queue_limit: Option<usize>,
+    max_concurrent_logins: Option<usize>,
 }
 
 /// Where the policy module comes from.
@@ -138,6 +139,8 @@ pub struct Config {
     pub iq_timeout: Duration,
     /// Stanzas that may wait for one foreign session.
     pub queue_limit: usize,
+    /// Foreign logins in flight at once, gateway-wide.
+    pub max_concurrent_logins: usize,
 }
 
 impl Config {
@@ -255,6 +258,7 @@ impl Config {
             login_timeout: Duration::from_secs(f.login_timeout_secs.unwrap_or(30)),
             iq_timeout: Duration::from_secs(f.iq_timeout_secs.unwrap_or(60)),
             queue_limit: f.queue_limit.unwrap_or(256),
+            max_concurrent_logins: f.max_concurrent_logins.unwrap_or(32).max(1),
         })
     }
 }
@@ -278,6 +282,10 @@ secret = "s3cret"
         assert_eq!(c.policy, PolicySource::BuiltinDefault);
         assert_eq!(c.foreign_tls, ForeignTls::Required);
         assert_eq!(c.iq_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_concurrent_logins, 32);
+        let zero = format!("{MINIMAL}\n[foreign]\nmax_concurrent_logins = 0");
+        let c = Config::parse(&zero, Path::new(".")).expect("valid");
+        assert_eq!(c.max_concurrent_logins, 1, "0 would stop every login");
     }
 
     #[test]

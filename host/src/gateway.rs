@@ -39,6 +39,8 @@ pub struct Shared {
     pub tls: Arc<rustls::ClientConfig>,
     /// Asks for a policy reload (file watch, SIGHUP, admins).
     pub reloads: mpsc::Sender<crate::policy::reload::Request>,
+    /// Foreign login slots (`[foreign] max_concurrent_logins`).
+    pub logins: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -418,6 +420,7 @@ impl Router {
         if self.is_admin(local) {
             commands.push(("reload-policy", "Reload the policy module"));
             commands.push(("list-sessions", "List all accounts and sessions"));
+            commands.push(("stats", "Show the gateway's counters"));
         }
         commands
     }
@@ -444,7 +447,8 @@ impl Router {
                 .await;
         }
         if !self.commands_for(&local).iter().any(|(n, _)| *n == node) {
-            let known = ["sessions", "reload-policy", "list-sessions"].contains(&node.as_str());
+            let known = ["sessions", "reload-policy", "list-sessions", "stats"]
+                .contains(&node.as_str());
             let (condition, text) = if known {
                 ("forbidden", "admins only")
             } else {
@@ -467,9 +471,11 @@ impl Router {
             _ => Vec::new(),
         };
         let shared = self.shared.clone();
+        let accounts_online = self.accounts.len();
         tokio::spawn(async move {
             let (kind, note) = match node.as_str() {
                 "reload-policy" => reload_for_admin(&shared, &local).await,
+                "stats" => ("info", stats_of(&shared, accounts_online)),
                 _ => ("info", status_of(accounts).await),
             };
             let mut reply = result(&el, None);
@@ -732,4 +738,17 @@ fn result(request: &Element, payload: Option<Element>) -> Element {
         iq.append_child(p);
     }
     iq
+}
+
+/// The admin `stats` command's note: one `name: value` per line, so that
+/// people and scripts (the benchmark suite) can both read it.
+fn stats_of(shared: &Shared, accounts_running: usize) -> String {
+    let policy = shared.engine.stats();
+    let registered = shared.storage.locals().map_or(0, |l| l.len());
+    format!(
+        "registered: {registered}\naccounts-running: {accounts_running}\nlogins-in-flight: {}\npolicy-decisions: {}\npolicy-cpu-us: {}",
+        shared.config.max_concurrent_logins - shared.logins.available_permits(),
+        policy.decisions,
+        policy.cpu_ns / 1000,
+    )
 }

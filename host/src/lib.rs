@@ -130,6 +130,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let (reloads, reload_requests) = mpsc::channel(8);
+    let config_logins = config.max_concurrent_logins;
     let shared = Arc::new(Shared {
         config,
         storage,
@@ -137,6 +138,7 @@ pub async fn run(
         to_local,
         tls,
         reloads: reloads.clone(),
+        logins: Arc::new(tokio::sync::Semaphore::new(config_logins)),
     });
     tokio::spawn(policy::reload::serve(shared.clone(), reload_requests));
     // Kept alive for as long as the gateway runs.

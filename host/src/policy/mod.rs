@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use bindings::{Action, Event, Facts};
 use sha1::{Digest, Sha1};
 use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config as WasmConfig, Engine, Store, StoreLimits, StoreLimitsBuilder};
@@ -215,6 +216,20 @@ struct Core {
     previous: Mutex<Option<Arc<Loaded>>>,
     probation: Mutex<Probation>,
     events: tokio::sync::broadcast::Sender<PolicyEvent>,
+    decisions: AtomicU64,
+    /// CPU time of the policy threads inside `decide` (thread clock, so a
+    /// preempted thread does not count time it did not run).
+    decide_cpu_ns: AtomicU64,
+}
+
+/// What the policy has cost so far, from the host's own timing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyStats {
+    /// Decisions made (trapped ones included).
+    pub decisions: u64,
+    /// CPU time spent in them: instance checkout, moving event and facts
+    /// into the guest, the guest's code, and the actions back out.
+    pub cpu_ns: u64,
 }
 
 /// How a freshly swapped-in policy is watched: if it traps
@@ -320,6 +335,8 @@ impl PolicyEngine {
             previous: Mutex::new(None),
             probation: Mutex::new(Probation::default()),
             events,
+            decisions: AtomicU64::new(0),
+            decide_cpu_ns: AtomicU64::new(0),
         });
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -441,6 +458,14 @@ impl PolicyEngine {
         let _ = self.core.events.send(PolicyEvent::Unchanged { hash });
     }
 
+    /// Decisions and their CPU time since start.
+    pub fn stats(&self) -> PolicyStats {
+        PolicyStats {
+            decisions: self.core.decisions.load(Ordering::Relaxed),
+            cpu_ns: self.core.decide_cpu_ns.load(Ordering::Relaxed),
+        }
+    }
+
     /// What happens to the policy from now on.
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<PolicyEvent> {
         self.core.events.subscribe()
@@ -488,6 +513,17 @@ impl Core {
     /// Takes an idle instance of the current policy (or makes one), calls it
     /// under the deadline, and keeps it unless it trapped.
     fn decide(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
+        let started = cpu_time::ThreadTime::try_now().ok();
+        let result = self.decide_untimed(event, facts);
+        if let Some(spent) = started.and_then(|t| t.try_elapsed().ok()) {
+            self.decide_cpu_ns
+                .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
+        }
+        self.decisions.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn decide_untimed(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
         let loaded = self.current();
         let idle = loaded.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut inst = match idle {

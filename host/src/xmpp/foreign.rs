@@ -276,6 +276,9 @@ pub struct SessionParams {
     pub login_timeout: Duration,
     /// Stanzas that may wait while logging in.
     pub queue_limit: usize,
+    /// Logins (TCP, SASL, bind) in flight across the whole gateway: a login
+    /// storm after a restart must not flatten the foreign server.
+    pub logins: Arc<tokio::sync::Semaphore>,
 }
 
 /// Starts a session; reports come through `reports` as `(tag, Report)`.
@@ -336,19 +339,24 @@ async fn run(
     report: impl Fn(Report),
 ) {
     let jid = params.jid.clone();
-    let deadline = tokio::time::Instant::now() + params.login_timeout;
 
     // Logging in: queue what controllers send, bounded, until logged in or
     // failed. tokio-xmpp's own reconnector would retry a bad password
-    // forever and say nothing (DEPENDENCY-FACTS.md, pitfall 4).
+    // forever and say nothing (DEPENDENCY-FACTS.md, pitfall 4). The login
+    // deadline starts once a login slot is free: waiting for one is the
+    // gateway's own queue, not the foreign server being slow.
     let mut waiting: VecDeque<Outgoing> = VecDeque::new();
-    let logging_in = first_login(&params, deadline);
+    let logging_in = async {
+        let permit = params.logins.clone().acquire_owned().await.ok();
+        let deadline = tokio::time::Instant::now() + params.login_timeout;
+        (first_login(&params, deadline).await, permit, deadline)
+    };
     tokio::pin!(logging_in);
-    let connection = loop {
+    let (connection, permit, deadline) = loop {
         tokio::select! {
             result = &mut logging_in => match result {
-                Ok(conn) => break conn,
-                Err(reason) => {
+                (Ok(conn), permit, deadline) => break (conn, permit, deadline),
+                (Err(reason), ..) => {
                     warn!(%jid, %reason, "foreign login failed");
                     report(Report::Failed { reason, unsent: waiting.into() });
                     return;
@@ -378,6 +386,7 @@ async fn run(
     let handed_in_reconnector = handed.clone();
     let connector = params.connector.clone();
     let password = params.password.clone();
+    let logins = params.logins.clone();
     let identity = Jid::from(jid.clone());
     let reconnector = Box::new(
         move |_: Option<String>, slot: oneshot::Sender<Connection>| {
@@ -385,11 +394,12 @@ async fn run(
                 let _ = slot.send(conn);
                 return;
             }
-            let (connector, password, identity, fail_tx) = (
+            let (connector, password, identity, fail_tx, logins) = (
                 connector.clone(),
                 password.clone(),
                 identity.clone(),
                 fail_tx.clone(),
+                logins.clone(),
             );
             let without_sm = handed_in_reconnector.fetch_add(1, Ordering::SeqCst) >= 1;
             tokio::spawn(async move {
@@ -399,7 +409,12 @@ async fn run(
                 // worker treats a dropped slot as fatal.
                 let mut delay = Duration::from_secs(1);
                 loop {
-                    match login(&connector, &identity, &password, Timeouts::tight()).await {
+                    // A server restart drops every session at once: reconnects
+                    // queue for the same login slots as first logins.
+                    let permit = logins.acquire().await;
+                    let attempt = login(&connector, &identity, &password, Timeouts::tight()).await;
+                    drop(permit);
+                    match attempt {
                         Ok((mut features, stream)) => {
                             if without_sm {
                                 features.stream_management = None;
@@ -459,6 +474,7 @@ async fn run(
         });
         return;
     }
+    drop(permit);
     info!(%jid, "foreign session online");
     report(Report::Online);
     for out in waiting {

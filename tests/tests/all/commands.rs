@@ -1,6 +1,6 @@
 //! SPEC section 6: ad-hoc commands (XEP-0050) of the gateway.
 
-use crate::World;
+use crate::{ME, World};
 use pizzja_host::config::PolicySource;
 use pizzja_host::testing::policy_path;
 use pizzja_tests::*;
@@ -89,4 +89,53 @@ async fn an_admin_reload_reports_success_and_refusal() {
         text.contains("refused") && text.contains("not a WebAssembly component"),
         "{text}"
     );
+}
+
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no counter {name} in {text}"))
+}
+
+#[tokio::test]
+async fn admins_read_counters_that_follow_the_traffic() {
+    let mut world = World::new().await;
+    let mut admin = world.client("admin", LOCAL, "console").await;
+    let (kind, before) = note(&execute(&mut admin, "c1", "stats").await);
+    assert_eq!(kind, "info");
+    assert_eq!(counter(&before, "registered"), 1, "{before}");
+    assert_eq!(counter(&before, "accounts-running"), 1, "{before}");
+    assert_eq!(counter(&before, "logins-in-flight"), 0, "{before}");
+
+    // One message each way: each is at least one policy decision.
+    let mut bob = world.bob().await;
+    bob.send(&format!("<message to='{ME}/Work' id='in'><body>hi</body></message>"))
+        .await;
+    world
+        .phone
+        .expect("bob's message", |e| e.attr("id") == Some("in"))
+        .await;
+    world
+        .phone
+        .send(&format!(
+            "<message to='{}' id='out'><body>hello</body></message>",
+            gw_jid("bob@foreign.test/pc")
+        ))
+        .await;
+    bob.expect("the answer", |e| e.attr("id") == Some("out"))
+        .await;
+    let (_, after) = note(&execute(&mut admin, "c2", "stats").await);
+    assert!(
+        counter(&after, "policy-decisions") >= counter(&before, "policy-decisions") + 2,
+        "{before}\n--\n{after}"
+    );
+    assert!(
+        counter(&after, "policy-cpu-us") >= counter(&before, "policy-cpu-us"),
+        "{after}"
+    );
+
+    // Not for ordinary users.
+    let refused = execute(&mut world.phone, "c3", "stats").await;
+    assert_eq!(error_condition(&refused).as_deref(), Some("forbidden"));
 }
