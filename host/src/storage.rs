@@ -18,6 +18,9 @@ pub struct Registration {
     pub password: Secret,
 }
 
+const UPSERT: &str = "INSERT INTO registrations (local_jid, foreign_jid, password) VALUES (?1, ?2, ?3)
+     ON CONFLICT(local_jid) DO UPDATE SET foreign_jid = ?2, password = ?3";
+
 /// The registration store.
 pub struct Storage {
     conn: Mutex<Connection>,
@@ -61,11 +64,26 @@ impl Storage {
     pub fn put(&self, r: &Registration) -> Result<()> {
         self.conn()
             .execute(
-                "INSERT INTO registrations (local_jid, foreign_jid, password) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(local_jid) DO UPDATE SET foreign_jid = ?2, password = ?3",
+                UPSERT,
                 params![r.local.as_str(), r.foreign.as_str(), r.password.0],
             )
             .context("failed to store registration")?;
+        Ok(())
+    }
+
+    /// Stores many registrations in one transaction (an import, or a
+    /// benchmark's thousands of accounts): all of them or none.
+    pub fn put_all(&self, regs: &[Registration]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for r in regs {
+            tx.execute(
+                UPSERT,
+                params![r.local.as_str(), r.foreign.as_str(), r.password.0],
+            )
+            .context("failed to store registration")?;
+        }
+        tx.commit().context("failed to store registrations")?;
         Ok(())
     }
 
@@ -214,6 +232,22 @@ mod tests {
         assert!(again.remove(&r.local).expect("remove"));
         assert_eq!(again.get(&r.local).expect("get"), None);
         assert!(!again.remove(&r.local).expect("remove twice"));
+    }
+
+    #[test]
+    fn many_registrations_go_in_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Storage::open(&dir.path().join("db")).expect("open");
+        let regs: Vec<Registration> = (0..500)
+            .map(|i| Registration {
+                local: jid(&format!("u{i}@l.test")),
+                foreign: jid(&format!("f{i}@f.test")),
+                password: Secret(format!("pw{i}")),
+            })
+            .collect();
+        s.put_all(&regs).expect("put_all");
+        assert_eq!(s.locals().expect("locals").len(), 500);
+        assert_eq!(s.get(&regs[321].local).expect("get"), Some(regs[321].clone()));
     }
 
     #[test]

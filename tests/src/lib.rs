@@ -80,12 +80,21 @@ impl Prosody {
     /// Like [`Prosody::start`]; with `tls`, foreign.test offers STARTTLS
     /// with a certificate signed by a throwaway CA (`ca.crt` in [`Prosody::dir`]).
     pub async fn start_with(users: &[(&str, &str)], tls: bool) -> Result<Prosody> {
+        let options = Options {
+            tls,
+            ..Options::default()
+        };
+        Prosody::start_options(users, &options).await
+    }
+
+    /// Starts Prosody with every knob of [`Options`].
+    pub async fn start_options(users: &[(&str, &str)], options: &Options) -> Result<Prosody> {
         let prosody = which("prosody").context(
             "prosody is not installed: the end-to-end tests need it (apt-get install prosody)",
         )?;
         let dir = tempfile::tempdir()?;
         let (c2s, component) = (free_port(), free_port());
-        let (extra_modules, foreign_ssl) = if tls {
+        let (extra_modules, foreign_ssl) = if options.tls {
             make_certificates(dir.path())?;
             let d = dir.path().display();
             (
@@ -102,7 +111,8 @@ impl Prosody {
             .replace("@C2S@", &c2s.to_string())
             .replace("@COMPONENT@", &component.to_string())
             .replace("@SECRET@", SECRET)
-            .replace("@LOGLEVEL@", "info")
+            .replace("@LOGLEVEL@", options.log_level)
+            .replace("@AUTHENTICATION@", options.authentication)
             .replace("@EXTRA_MODULES@", &extra_modules)
             .replace("@FOREIGN_SSL@", &foreign_ssl);
         let cfg_path = dir.path().join("prosody.cfg.lua");
@@ -111,15 +121,13 @@ impl Prosody {
         for (user, domain) in users {
             register_user(&cfg_path, user, domain, PASSWORD)?;
         }
-        let child = Command::new(prosody)
-            .arg("--config")
-            .arg(&cfg_path)
-            .arg("-F")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("failed to start prosody")?;
+        if !options.bulk_users.is_empty() {
+            if options.authentication != "internal_plain" {
+                bail!("bulk users need authentication = \"internal_plain\"");
+            }
+            write_bulk_users(&dir.path().join("data"), &options.bulk_users)?;
+        }
+        let child = spawn_prosody(&prosody, &cfg_path)?;
         let mut p = Prosody {
             dir,
             c2s,
@@ -128,6 +136,11 @@ impl Prosody {
         };
         p.wait_ready().await?;
         Ok(p)
+    }
+
+    /// The server's process id (for CPU and memory readings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops the server and starts it again on the same ports and data:
@@ -330,6 +343,68 @@ fn register_user(cfg: &Path, user: &str, domain: &str, password: &str) -> Result
     Ok(())
 }
 
+/// How to start a throwaway Prosody.
+pub struct Options {
+    /// foreign.test offers STARTTLS (see [`Prosody::start_with`]).
+    pub tls: bool,
+    /// Prosody's log level.
+    pub log_level: &'static str,
+    /// Prosody's `authentication` (`internal_hashed` unless bulk users).
+    pub authentication: &'static str,
+    /// Accounts written straight into the data directory before start
+    /// (thousands in milliseconds, where `prosodyctl` takes a second each);
+    /// needs `internal_plain`.
+    pub bulk_users: Vec<BulkUser>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tls: false,
+            log_level: "info",
+            authentication: "internal_hashed",
+            bulk_users: Vec::new(),
+        }
+    }
+}
+
+/// An account for [`Options::bulk_users`], password [`PASSWORD`].
+pub struct BulkUser {
+    /// Its node.
+    pub user: String,
+    /// Its domain.
+    pub domain: String,
+    /// Roster items with subscription `both` (e.g. the gateway).
+    pub roster: Vec<String>,
+}
+
+/// Prosody's `internal` storage: `data/<host>/<store>/<user>.dat`, Lua
+/// tables, with `.` in host names written as `%2e`.
+fn write_bulk_users(data: &Path, users: &[BulkUser]) -> Result<()> {
+    let lua = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    for u in users {
+        let host = data.join(u.domain.replace('.', "%2e"));
+        std::fs::create_dir_all(host.join("accounts"))?;
+        std::fs::write(
+            host.join("accounts").join(format!("{}.dat", u.user)),
+            format!("return {{\n\t[\"password\"] = \"{}\";\n}};\n", lua(PASSWORD)),
+        )?;
+        if !u.roster.is_empty() {
+            std::fs::create_dir_all(host.join("roster"))?;
+            let mut roster = String::from("return {\n\t[false] = { [\"version\"] = 1; [\"pending\"] = {}; };\n");
+            for item in &u.roster {
+                roster.push_str(&format!(
+                    "\t[\"{}\"] = {{ [\"subscription\"] = \"both\"; [\"groups\"] = {{}}; }};\n",
+                    lua(item)
+                ));
+            }
+            roster.push_str("};\n");
+            std::fs::write(host.join("roster").join(format!("{}.dat", u.user)), roster)?;
+        }
+    }
+    Ok(())
+}
+
 /// The gateway, running in this process.
 pub struct Gateway {
     stop: watch::Sender<bool>,
@@ -494,6 +569,11 @@ impl Client {
             e.name() == "presence" && e.attr("from") == Some(me.as_str())
         })
         .await;
+    }
+
+    /// The underlying stream, for load generators that read it themselves.
+    pub fn into_stream(self) -> StanzaStream {
+        self.stream
     }
 
     /// Logs out cleanly (the server sends unavailable presence for it).
