@@ -165,6 +165,34 @@ fn main() {
         "ratio wasm/native (medians):    {:.1}x",
         wasm_med.as_secs_f64() / nat_med.as_secs_f64()
     );
+    // The same decision as an account task asks for it: handed to a policy
+    // thread (std channel) and answered through a tokio oneshot, awaited.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (hop_med, hop_p99) = runtime.block_on(async {
+        let mut samples = Vec::with_capacity(batches);
+        for _ in 0..batches {
+            let start = Instant::now();
+            for _ in 0..per {
+                let decided = engine.decide(event.clone(), facts.clone()).await;
+                std::hint::black_box(decided.expect("decides"));
+            }
+            samples.push(start.elapsed() / per as u32);
+        }
+        samples.sort();
+        (
+            samples[samples.len() / 2],
+            samples[(samples.len() * 99 / 100).min(samples.len() - 1)],
+        )
+    });
+    println!("decision from a tokio task:     median {hop_med:?}, p99 {hop_p99:?}");
+    println!(
+        "hop to a policy thread and back: {:?} (medians)",
+        hop_med.saturating_sub(wasm_med)
+    );
 
     // 2. Swapping in a module, cold and warm cache.
     let cache = tempfile::tempdir().expect("tempdir");

@@ -447,8 +447,8 @@ impl Router {
                 .await;
         }
         if !self.commands_for(&local).iter().any(|(n, _)| *n == node) {
-            let known = ["sessions", "reload-policy", "list-sessions", "stats"]
-                .contains(&node.as_str());
+            let known =
+                ["sessions", "reload-policy", "list-sessions", "stats"].contains(&node.as_str());
             let (condition, text) = if known {
                 ("forbidden", "admins only")
             } else {

@@ -18,7 +18,8 @@ pub struct Registration {
     pub password: Secret,
 }
 
-const UPSERT: &str = "INSERT INTO registrations (local_jid, foreign_jid, password) VALUES (?1, ?2, ?3)
+const UPSERT: &str =
+    "INSERT INTO registrations (local_jid, foreign_jid, password) VALUES (?1, ?2, ?3)
      ON CONFLICT(local_jid) DO UPDATE SET foreign_jid = ?2, password = ?3";
 
 /// The registration store.
@@ -247,7 +248,10 @@ mod tests {
             .collect();
         s.put_all(&regs).expect("put_all");
         assert_eq!(s.locals().expect("locals").len(), 500);
-        assert_eq!(s.get(&regs[321].local).expect("get"), Some(regs[321].clone()));
+        assert_eq!(
+            s.get(&regs[321].local).expect("get"),
+            Some(regs[321].clone())
+        );
     }
 
     #[test]

@@ -199,6 +199,12 @@ impl Prosody {
 
     /// The gateway configuration for this server as TOML, plus `extra`.
     pub fn gateway_toml(&self, database: &Path, extra: &str) -> String {
+        self.gateway_toml_to(self, database, extra)
+    }
+
+    /// Like [`Prosody::gateway_toml`], with foreign.test served by `foreign`
+    /// (another Prosody, as in production).
+    pub fn gateway_toml_to(&self, foreign: &Prosody, database: &Path, extra: &str) -> String {
         format!(
             r#"
 [component]
@@ -219,7 +225,7 @@ login_timeout_secs = 10
 {extra}
 "#,
             component = self.component,
-            c2s = self.c2s,
+            c2s = foreign.c2s,
             db = database.display(),
         )
     }
@@ -387,11 +393,15 @@ fn write_bulk_users(data: &Path, users: &[BulkUser]) -> Result<()> {
         std::fs::create_dir_all(host.join("accounts"))?;
         std::fs::write(
             host.join("accounts").join(format!("{}.dat", u.user)),
-            format!("return {{\n\t[\"password\"] = \"{}\";\n}};\n", lua(PASSWORD)),
+            format!(
+                "return {{\n\t[\"password\"] = \"{}\";\n}};\n",
+                lua(PASSWORD)
+            ),
         )?;
         if !u.roster.is_empty() {
             std::fs::create_dir_all(host.join("roster"))?;
-            let mut roster = String::from("return {\n\t[false] = { [\"version\"] = 1; [\"pending\"] = {}; };\n");
+            let mut roster =
+                String::from("return {\n\t[false] = { [\"version\"] = 1; [\"pending\"] = {}; };\n");
             for item in &u.roster {
                 roster.push_str(&format!(
                     "\t[\"{}\"] = {{ [\"subscription\"] = \"both\"; [\"groups\"] = {{}}; }};\n",

@@ -28,11 +28,65 @@ fn main() -> Result<()> {
             setup()?;
             cargo(&["test", "--workspace", "--all-targets"])
         }
+        "bench" => {
+            setup()?;
+            bench(std::env::args().any(|a| a == "--smoke"))
+        }
         _ => {
-            eprintln!("usage: cargo xtask <setup|demo|test>");
+            eprintln!("usage: cargo xtask <setup|demo|test|bench [--smoke]>");
             std::process::exit(2);
         }
     }
+}
+
+/// The benchmark suite (`benches/`): the policy micro-benchmark, then the
+/// gateway at scale against real Prosodys; the report goes to
+/// BENCHMARKS.md. `--smoke` runs tiny sizes on a debug build (CI keeps the
+/// suite working with it) and writes `target/bench-smoke.md` instead.
+fn bench(smoke: bool) -> Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (profile, dir) = if smoke {
+        (&[][..], "debug")
+    } else {
+        (&["--release"][..], "release")
+    };
+    let build = [
+        "build",
+        "--quiet",
+        "-p",
+        "pizzja-host",
+        "--bin",
+        "pizzja",
+        "-p",
+        "pizzja-bench",
+    ];
+    cargo(&[&build[..], profile].concat())?;
+    let target = target_dir();
+    let mut suite = Command::new(target.join(dir).join("pizzja-bench"));
+    suite.arg("--gateway").arg(target.join(dir).join("pizzja"));
+    if smoke {
+        suite
+            .arg("--smoke")
+            .arg("--report")
+            .arg(target.join("bench-smoke.md"));
+    } else {
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["bench", "--quiet", "-p", "pizzja-host", "--bench", "policy"])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("failed to run the policy benchmark")?;
+        if !out.status.success() {
+            bail!("the policy benchmark failed");
+        }
+        let policy = target.join("bench-policy.txt");
+        std::fs::write(&policy, &out.stdout)?;
+        suite
+            .arg("--report")
+            .arg(root.join("BENCHMARKS.md"))
+            .arg("--policy-report")
+            .arg(policy);
+    }
+    run(&mut suite)
 }
 
 fn target_dir() -> std::path::PathBuf {

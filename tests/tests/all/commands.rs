@@ -110,8 +110,10 @@ async fn admins_read_counters_that_follow_the_traffic() {
 
     // One message each way: each is at least one policy decision.
     let mut bob = world.bob().await;
-    bob.send(&format!("<message to='{ME}/Work' id='in'><body>hi</body></message>"))
-        .await;
+    bob.send(&format!(
+        "<message to='{ME}/Work' id='in'><body>hi</body></message>"
+    ))
+    .await;
     world
         .phone
         .expect("bob's message", |e| e.attr("id") == Some("in"))
