@@ -47,6 +47,13 @@ struct Args {
     /// A report of the policy micro-benchmark to include as it is.
     #[arg(long)]
     policy_report: Option<PathBuf>,
+    /// Only these phases (for profiling one thing): `traffic` (latency,
+    /// CPU, saturation) or `memory` (idle sessions, login storm).
+    #[arg(long)]
+    only: Option<String>,
+    /// At most this many idle sessions (default 10,000; smoke: 20).
+    #[arg(long)]
+    sessions: Option<usize>,
 }
 
 /// How much of everything.
@@ -102,7 +109,11 @@ fn jid(s: &str) -> Jid {
 async fn main() -> Result<()> {
     let args = Args::parse();
     raise_fd_limit(&args)?;
-    let sizes = Sizes::new(args.smoke);
+    let mut sizes = Sizes::new(args.smoke);
+    if let Some(most) = args.sessions {
+        sizes.sessions.retain(|&n| n < most);
+        sizes.sessions.push(most);
+    }
     let mut report = Report {
         saturation_time: sizes.saturation_time,
         ..Report::default()
@@ -129,7 +140,9 @@ struct Report {
     saturation: Vec<CpuRun>,
     memory: Vec<(usize, u64, Duration)>,
     rss_idle: u64,
-    storm: Option<(usize, Duration, u64)>,
+    /// Sessions, time until all were up, RSS then, and the CPU time of the
+    /// gateway, L and F meanwhile.
+    storm: Option<(usize, Duration, u64, [Duration; 3])>,
     saturation_time: Duration,
 }
 
@@ -221,7 +234,6 @@ async fn bench(args: &Args, sizes: &Sizes, report: &mut Report) -> Result<()> {
         .collect();
     let options = |bulk_users| Options {
         log_level: "warn",
-        authentication: "internal_plain",
         bulk_users,
         ..Options::default()
     };
@@ -280,7 +292,10 @@ async fn bench(args: &Args, sizes: &Sizes, report: &mut Report) -> Result<()> {
     }
     let gateway = gateway.context("no start-up run")?;
 
-    let result = traffic(&mut b, &gateway, sizes, report).await;
+    let result = match args.only.as_deref() {
+        Some("memory") => Ok(()),
+        _ => traffic(&mut b, &gateway, sizes, report).await,
+    };
     if let Err(e) = &result {
         eprintln!(
             "pizzja-bench: the gateway's last log lines:\n{}",
@@ -290,7 +305,9 @@ async fn bench(args: &Args, sizes: &Sizes, report: &mut Report) -> Result<()> {
     }
     stop(gateway).await?;
 
-    memory(&mut b, sizes, report).await?;
+    if args.only.as_deref() != Some("traffic") {
+        memory(&mut b, sizes, report).await?;
+    }
     drop(b.dir);
     Ok(())
 }
@@ -605,12 +622,19 @@ async fn memory(b: &mut Bench, sizes: &Sizes, report: &mut Report) -> Result<()>
     eprintln!("pizzja-bench: login storm after a restart");
     stop(gateway).await?;
     load::drain(&mut b.seen);
+    let servers = [procfs::cpu(b.local.pid())?, procfs::cpu(b.foreign.pid())?];
     let t0 = b.clock.now();
     let gateway = b.start_gateway().await?;
     let up = load::sessions_up(&mut b.seen, 0..from, Duration::from_secs(600), &b.clock).await?;
     let last = up.iter().copied().max().unwrap_or(t0);
+    let took = Duration::from_nanos(last.saturating_sub(t0));
     let rss = procfs::rss(gateway.pid())?;
-    report.storm = Some((from, Duration::from_nanos(last.saturating_sub(t0)), rss));
+    let cpu = [
+        procfs::cpu(gateway.pid())?,
+        procfs::cpu(b.local.pid())?.saturating_sub(servers[0]),
+        procfs::cpu(b.foreign.pid())?.saturating_sub(servers[1]),
+    ];
+    report.storm = Some((from, took, rss, cpu));
     eprintln!(
         "  {from} sessions up {:.1} s after the restart",
         (last - t0) as f64 / 1e9
@@ -662,7 +686,9 @@ async fn connect_controllers(b: &Bench, range: std::ops::Range<usize>) -> Result
 /// controller one here and one in L: lift the soft limit to the hard one
 /// (children inherit it) and say plainly if that is not enough.
 fn raise_fd_limit(args: &Args) -> Result<()> {
-    let most = *Sizes::new(args.smoke).sessions.last().unwrap_or(&0) as u64;
+    let most = args
+        .sessions
+        .unwrap_or(*Sizes::new(args.smoke).sessions.last().unwrap_or(&0)) as u64;
     let need = most + 512;
     let got = rlimit::increase_nofile_limit(need).context("reading the file-descriptor limit")?;
     if got < need {
@@ -791,7 +817,7 @@ impl Report {
         )?;
         writeln!(
             o,
-            "- Set-up: two Prosodys on loopback (L with the component, F the foreign server; Nagle off, `internal_plain` accounts, logging at `warn`); the `pizzja` binary ({}) in its own process with the built-in default policy (logging at `info`); the load clients (tokio-xmpp) in one more process. {} registrations.\n",
+            "- Set-up: two Prosodys on loopback (L with the component, F the foreign server; Nagle off, `internal_hashed` accounts as in production, logging at `warn`); the `pizzja` binary ({}) in its own process with the built-in default policy (logging at `info`); the load clients (tokio-xmpp) in one more process. {} registrations.\n",
             args.gateway.display(),
             self.registrations
         )?;
@@ -975,13 +1001,23 @@ impl Report {
                     t.as_secs_f64()
                 )?;
             }
-            if let Some((n, t, rss)) = self.storm {
+            if let Some((n, t, rss, cpu)) = self.storm {
                 writeln!(
                     o,
                     "\n**Login storm: {n} sessions up {:.1} s after the gateway was started again** (from spawning the process to the last session's presence reaching its controller; `max_concurrent_logins` = 32, controllers already online at L). RSS afterwards: {:.1} MiB, {:.1} KiB per session.\n",
                     t.as_secs_f64(),
                     rss as f64 / 1048576.0,
                     rss.saturating_sub(self.rss_idle) as f64 / 1024.0 / n as f64
+                )?;
+                writeln!(
+                    o,
+                    "CPU meanwhile, as % of one core: gateway {:.0}%, Prosody F {:.0}%, Prosody L {:.0}%; per session: gateway {:.2} ms, F {:.2} ms, L {:.2} ms.\n",
+                    util(cpu[0], t),
+                    util(cpu[2], t),
+                    util(cpu[1], t),
+                    cpu[0].as_secs_f64() * 1e3 / n as f64,
+                    cpu[2].as_secs_f64() * 1e3 / n as f64,
+                    cpu[1].as_secs_f64() * 1e3 / n as f64,
                 )?;
             }
         }

@@ -99,19 +99,28 @@ impl Router {
 
     /// SPEC section 2: on start (and after the link comes back) T probes
     /// every registered user, so sessions come back for controllers online.
-    pub async fn probe_registered(&self) {
-        let locals = match self.shared.storage.locals() {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(error = %e, "could not list registrations to probe");
-                return;
+    /// The probes go out from a task of their own: the router must keep
+    /// reading what the link receives meanwhile (the answers), or with
+    /// thousands of users both queues fill and the link and the router wait
+    /// on each other for ever.
+    pub fn probe_registered(&self) -> tokio::task::JoinHandle<()> {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let locals = match shared.storage.locals() {
+                Ok(l) => l,
+                Err(e) => {
+                    warn!(error = %e, "could not list registrations to probe");
+                    return;
+                }
+            };
+            info!(count = locals.len(), "probing registered users");
+            for local in locals {
+                let probe = presence(&shared.config.jid, local.as_str(), Some("probe"));
+                if shared.to_local.send(probe).await.is_err() {
+                    return;
+                }
             }
-        };
-        info!(count = locals.len(), "probing registered users");
-        for local in locals {
-            self.send(presence(self.gateway(), local.as_str(), Some("probe")))
-                .await;
-        }
+        })
     }
 
     /// Handles what a finished registration says.
@@ -223,6 +232,13 @@ impl Router {
             }
         }
 
+        // Unavailable presence for an account with no task: nobody of it is
+        // online and it has no session, so there is nothing to decide. (After
+        // a restart every offline user answers the probe this way; a task
+        // each would hold memory for thousands of idle accounts.)
+        if kind == Kind::Presence && type_ == "unavailable" && !self.running(&local) {
+            return;
+        }
         let tx = match self.account(&local) {
             Ok(Some(tx)) => tx,
             Ok(None) => {
@@ -254,6 +270,10 @@ impl Router {
             // The task ended on its own (it never should); start afresh next time.
             self.accounts.remove(&local);
         }
+    }
+
+    fn running(&self, local: &BareJid) -> bool {
+        self.accounts.get(local).is_some_and(|tx| !tx.is_closed())
     }
 
     fn account(&mut self, local: &BareJid) -> anyhow::Result<Option<mpsc::UnboundedSender<Input>>> {

@@ -160,7 +160,7 @@ pub async fn run(
                     if !first_connect {
                         router.link_reset();
                     }
-                    router.probe_registered().await;
+                    router.probe_registered();
                     if first_connect {
                         first_connect = false;
                         info!(jid = %router.gateway(), "pizzja ready");

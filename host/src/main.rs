@@ -234,7 +234,13 @@ fn run(config: &Path) -> ExitCode {
             wait_for_signal().await;
             let _ = stop.send(true);
         });
-        pizzja_host::run(prepared, shutdown, None).await
+        // The router runs as a task on a worker thread, beside the account
+        // tasks it feeds; from block_on it would run on this thread, and
+        // every stanza would cross threads once more.
+        match tokio::spawn(pizzja_host::run(prepared, shutdown, None)).await {
+            Ok(result) => result,
+            Err(e) => Err(anyhow::anyhow!("the gateway task failed: {e}")),
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

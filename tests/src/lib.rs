@@ -121,11 +121,16 @@ impl Prosody {
         for (user, domain) in users {
             register_user(&cfg_path, user, domain, PASSWORD)?;
         }
-        if !options.bulk_users.is_empty() {
-            if options.authentication != "internal_plain" {
-                bail!("bulk users need authentication = \"internal_plain\"");
-            }
-            write_bulk_users(&dir.path().join("data"), &options.bulk_users)?;
+        if let Some(first) = options.bulk_users.first() {
+            // One account made by prosodyctl, copied for all: the same
+            // password gives the same stored credentials (salted SCRAM keys
+            // with internal_hashed), and the copies take milliseconds.
+            register_user(&cfg_path, "bulktemplate", &first.domain, PASSWORD)?;
+            let template =
+                host_dir(&dir.path().join("data"), &first.domain).join("accounts/bulktemplate.dat");
+            let account = std::fs::read_to_string(&template)
+                .with_context(|| format!("reading {}", template.display()))?;
+            write_bulk_users(&dir.path().join("data"), &options.bulk_users, &account)?;
         }
         let child = spawn_prosody(&prosody, &cfg_path)?;
         let mut p = Prosody {
@@ -355,11 +360,10 @@ pub struct Options {
     pub tls: bool,
     /// Prosody's log level.
     pub log_level: &'static str,
-    /// Prosody's `authentication` (`internal_hashed` unless bulk users).
+    /// Prosody's `authentication`.
     pub authentication: &'static str,
     /// Accounts written straight into the data directory before start
-    /// (thousands in milliseconds, where `prosodyctl` takes a second each);
-    /// needs `internal_plain`.
+    /// (thousands in milliseconds, where `prosodyctl` takes a second each).
     pub bulk_users: Vec<BulkUser>,
 }
 
@@ -384,19 +388,22 @@ pub struct BulkUser {
     pub roster: Vec<String>,
 }
 
-/// Prosody's `internal` storage: `data/<host>/<store>/<user>.dat`, Lua
-/// tables, with `.` in host names written as `%2e`.
-fn write_bulk_users(data: &Path, users: &[BulkUser]) -> Result<()> {
+/// Prosody's `internal` storage keeps a host's data in `data/<host>/`, with
+/// `.` in the host name written as `%2e`.
+fn host_dir(data: &Path, domain: &str) -> PathBuf {
+    data.join(domain.replace('.', "%2e"))
+}
+
+/// Writes `account` (a Prosody account file) for every user, and their
+/// rosters (`<store>/<user>.dat`, Lua tables).
+fn write_bulk_users(data: &Path, users: &[BulkUser], account: &str) -> Result<()> {
     let lua = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     for u in users {
-        let host = data.join(u.domain.replace('.', "%2e"));
+        let host = host_dir(data, &u.domain);
         std::fs::create_dir_all(host.join("accounts"))?;
         std::fs::write(
             host.join("accounts").join(format!("{}.dat", u.user)),
-            format!(
-                "return {{\n\t[\"password\"] = \"{}\";\n}};\n",
-                lua(PASSWORD)
-            ),
+            account,
         )?;
         if !u.roster.is_empty() {
             std::fs::create_dir_all(host.join("roster"))?;
