@@ -913,7 +913,7 @@ impl Report {
             writeln!(o, "### 4. Policy cost\n")?;
             writeln!(
                 o,
-                "From the host's own timing (the policy threads' CPU clock around each decision, read with the admin `stats` command): **{share:.1}% of the gateway's CPU** at {rate} stanzas/s; {decisions:.2} decisions per stanza, {per_decision:.1} µs each (in the process, with the account task → policy thread hop outside it).\n"
+                "From the host's own timing (the thread CPU clock around each policy call, read with the admin `stats` command): **{share:.1}% of the gateway's CPU** at {rate} stanzas/s; {decisions:.2} decisions per stanza, {per_decision:.1} µs each (instance checkout, copying event and facts in and actions out, the guest's code).\n"
             )?;
             if let Some(p) = &args.policy_report {
                 let text = std::fs::read_to_string(p).unwrap_or_default();

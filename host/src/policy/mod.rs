@@ -4,12 +4,21 @@
 //! microsecond, a fresh instance about 22 µs: DEPENDENCY-FACTS.md). Each
 //! call runs under an epoch deadline and each instance under a memory cap;
 //! an instance that trapped is dropped, never called again.
+//!
+//! Calls are async (wasmtime's async support: the guest runs on a fiber) and
+//! made by the account task itself. They used to go to dedicated policy
+//! threads, because wasmtime-wasi's sync bindings call `block_on` (a guest's
+//! panic message on stderr panicked a tokio worker); the async bindings
+//! await instead. The hop to a thread and back cost 49 µs per decision on
+//! the benchmark machine, against 6 µs for the decision (BENCHMARKS.md). A
+//! guest that loops yields to the runtime at every epoch tick until its
+//! deadline, so it holds no worker thread meanwhile.
 
 pub mod bindings;
 pub mod reload;
 pub mod scenario;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bindings::{Action, Event, Facts};
 use sha1::{Digest, Sha1};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,9 +45,6 @@ pub enum DecideError {
         /// What wasmtime said.
         reason: String,
     },
-    /// The policy threads are gone (only while shutting down).
-    #[error("the policy engine has stopped")]
-    Gone,
     /// A fresh instance could not be made.
     #[error("policy `{policy}` could not be instantiated: {reason}")]
     Instantiate {
@@ -65,6 +71,8 @@ struct State {
     /// The account being decided; its store is the only one reachable.
     account: Option<String>,
     backend: Arc<dyn StateBackend>,
+    /// Epoch ticks the running call may still use.
+    ticks_left: u64,
 }
 
 /// Size limits of one account's policy store (the WIT `store` interface).
@@ -196,14 +204,8 @@ pub struct Loaded {
 }
 
 /// The engine: compiles modules, keeps the current policy, decides.
-///
-/// Decisions run on dedicated threads, outside the tokio runtime: a policy
-/// that spins until its deadline holds one policy thread, not a network
-/// task, and WASI calls a guest makes (a panic message on stderr) may block
-/// safely there (wasmtime-wasi's sync stdio must not run inside tokio).
 pub struct PolicyEngine {
     core: Arc<Core>,
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
 }
 
 struct Core {
@@ -217,8 +219,8 @@ struct Core {
     probation: Mutex<Probation>,
     events: tokio::sync::broadcast::Sender<PolicyEvent>,
     decisions: AtomicU64,
-    /// CPU time of the policy threads inside `decide` (thread clock, so a
-    /// preempted thread does not count time it did not run).
+    /// CPU time inside `decide` (thread clock, so a preempted thread does
+    /// not count time it did not run).
     decide_cpu_ns: AtomicU64,
 }
 
@@ -277,12 +279,6 @@ pub enum PolicyEvent {
     },
 }
 
-struct Job {
-    event: Event,
-    facts: Facts,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<Action>, DecideError>>,
-}
-
 impl PolicyEngine {
     /// Makes an engine and loads the first policy; fails with a message that
     /// says what is wrong with the module.
@@ -315,7 +311,7 @@ impl PolicyEngine {
         })?;
         let mut linker = Linker::new(&engine);
         // std guests import WASI even when unused; linked with nothing granted.
-        wt(wasmtime_wasi::p2::add_to_linker_sync(&mut linker), || {
+        wt(wasmtime_wasi::p2::add_to_linker_async(&mut linker), || {
             "failed to link WASI".into()
         })?;
         bindings::Policy::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
@@ -338,28 +334,7 @@ impl PolicyEngine {
             decisions: AtomicU64::new(0),
             decide_cpu_ns: AtomicU64::new(0),
         });
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        for i in 0..threads {
-            let (core, rx) = (core.clone(), rx.clone());
-            std::thread::Builder::new()
-                .name(format!("pizzja-policy-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
-                            Ok(job) => job,
-                            Err(_) => return, // the engine is gone
-                        };
-                        let _ = job.reply.send(core.decide(&job.event, &job.facts));
-                    }
-                })
-                .context("failed to start a policy thread")?;
-        }
-        Ok(PolicyEngine {
-            core,
-            jobs: Mutex::new(tx),
-        })
+        Ok(PolicyEngine { core })
     }
 
     fn compile_with(
@@ -392,7 +367,8 @@ impl PolicyEngine {
             state: state.clone(),
         };
         // Prove it instantiates and accepts its configuration before use.
-        let first = instantiate(engine, &loaded, limits).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let first =
+            block_on(instantiate(engine, &loaded, limits)).map_err(|e| anyhow::anyhow!("{e}"))?;
         loaded
             .idle
             .lock()
@@ -471,35 +447,48 @@ impl PolicyEngine {
         self.core.events.subscribe()
     }
 
-    /// Decides one event on a policy thread.
+    /// Decides one event, on the calling task.
     pub async fn decide(&self, event: Event, facts: Facts) -> Result<Vec<Action>, DecideError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Job {
-            event,
-            facts,
-            reply,
-        };
-        if self
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(job)
-            .is_err()
-        {
-            return Err(DecideError::Gone);
-        }
-        answer.await.unwrap_or(Err(DecideError::Gone))
+        self.core.decide(&event, &facts).await
     }
 
-    /// Decides one event on the calling thread, which must not be inside a
-    /// tokio runtime (see the type's documentation).
+    /// Decides one event on the calling thread, which must not be a tokio
+    /// worker (tests, benchmarks, scenario files).
     pub fn decide_blocking(
         &self,
         event: &Event,
         facts: &Facts,
     ) -> Result<Vec<Action>, DecideError> {
-        self.core.decide(event, facts)
+        block_on(self.core.decide(event, facts))
     }
+}
+
+/// Runs a future to completion from synchronous code, on a small runtime of
+/// its own (WASI's host calls may need tokio's timers). Called from inside
+/// another runtime (a test, a gateway starting), it runs on a scoped thread:
+/// blocking a runtime's thread on another runtime is not allowed.
+fn block_on<F: std::future::Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let run = || {
+        RUNTIME
+            .get_or_init(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for policy calls outside tokio")
+            })
+            .block_on(f)
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return run();
+    }
+    std::thread::scope(|s| match s.spawn(run).join() {
+        Ok(out) => out,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 impl Core {
@@ -512,10 +501,20 @@ impl Core {
 
     /// Takes an idle instance of the current policy (or makes one), calls it
     /// under the deadline, and keeps it unless it trapped.
-    fn decide(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
-        let started = cpu_time::ThreadTime::try_now().ok();
-        let result = self.decide_untimed(event, facts);
-        if let Some(spent) = started.and_then(|t| t.try_elapsed().ok()) {
+    async fn decide(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
+        // Thread CPU time: exact when the call finishes without yielding,
+        // which is every call that stays within one epoch tick.
+        let thread_cpu = || {
+            cpu_time::ThreadTime::try_now()
+                .ok()
+                .map(|t| t.as_duration())
+        };
+        let started = thread_cpu();
+        let result = self.decide_untimed(event, facts).await;
+        if let Some(spent) = started
+            .zip(thread_cpu())
+            .and_then(|(a, z)| z.checked_sub(a))
+        {
             self.decide_cpu_ns
                 .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
         }
@@ -523,17 +522,30 @@ impl Core {
         result
     }
 
-    fn decide_untimed(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
+    async fn decide_untimed(
+        &self,
+        event: &Event,
+        facts: &Facts,
+    ) -> Result<Vec<Action>, DecideError> {
         let loaded = self.current();
         let idle = loaded.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut inst = match idle {
             Some(inst) => inst,
-            None => instantiate(&self.engine, &loaded, self.limits)?,
+            None => instantiate(&self.engine, &loaded, self.limits).await?,
         };
-        inst.store.set_epoch_deadline(ticks(self.limits.deadline));
+        arm_deadline(&mut inst.store, self.limits);
         // Instances serve every account: scope the store to this one.
         inst.store.data_mut().account = Some(facts.local_jid.clone());
-        let result = inst.policy.call_decide(&mut inst.store, event, facts);
+        // The epoch bounds the guest's own code; this bounds the whole call,
+        // host calls included (a guest may ask WASI to wait).
+        let call = inst.policy.call_decide(&mut inst.store, event, facts);
+        let result = match tokio::time::timeout(wall_limit(self.limits), call).await {
+            Ok(r) => r.map_err(|e| format!("{e:#}")),
+            Err(_) => Err(format!(
+                "still running after {:?}: stopped",
+                wall_limit(self.limits)
+            )),
+        };
         inst.store.data_mut().account = None;
         self.on_probation(&loaded, result.is_err());
         match result {
@@ -546,9 +558,9 @@ impl Core {
                 Ok(actions)
             }
             // The instance is poisoned after a trap: drop it.
-            Err(e) => Err(DecideError::Trap {
+            Err(reason) => Err(DecideError::Trap {
                 policy: loaded.name.clone(),
-                reason: format!("{e:#}"),
+                reason,
             }),
         }
     }
@@ -588,7 +600,33 @@ fn ticks(d: Duration) -> u64 {
     (d.as_millis() / TICK.as_millis()).max(1) as u64 + 1
 }
 
-fn instantiate(engine: &Engine, loaded: &Loaded, limits: Limits) -> Result<Instance, DecideError> {
+/// Up to the deadline, a looping guest yields to the runtime at every epoch
+/// tick (so it holds no worker thread); past it, it traps.
+fn arm_deadline(store: &mut Store<State>, limits: Limits) {
+    store.data_mut().ticks_left = ticks(limits.deadline);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        if state.ticks_left == 0 {
+            return Err(wasmtime::Error::msg(
+                "the policy ran past its deadline (wasm trap: interrupt)",
+            ));
+        }
+        state.ticks_left -= 1;
+        Ok(wasmtime::UpdateDeadline::Yield(1))
+    });
+}
+
+/// The wall-clock bound of one call: the deadline plus two ticks of slack.
+fn wall_limit(limits: Limits) -> Duration {
+    limits.deadline + 2 * TICK
+}
+
+async fn instantiate(
+    engine: &Engine,
+    loaded: &Loaded,
+    limits: Limits,
+) -> Result<Instance, DecideError> {
     let fail = |reason: String| DecideError::Instantiate {
         policy: loaded.name.clone(),
         reason,
@@ -607,19 +645,32 @@ fn instantiate(engine: &Engine, loaded: &Loaded, limits: Limits) -> Result<Insta
             .build(),
         account: None,
         backend: loaded.state.clone(),
+        ticks_left: 0,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(ticks(limits.deadline));
-    let policy = loaded
-        .pre
-        .instantiate(&mut store)
-        .map_err(|e| fail(format!("{e:#}")))?;
-    store.set_epoch_deadline(ticks(limits.deadline));
-    match policy.call_init(&mut store, &loaded.config) {
-        Ok(Ok(())) => Ok(Instance { store, policy }),
-        Ok(Err(msg)) => Err(fail(format!("its init refused the configuration: {msg}"))),
-        Err(e) => Err(fail(format!("its init trapped: {e:#}"))),
+    arm_deadline(&mut store, limits);
+    let made = tokio::time::timeout(wall_limit(limits), async {
+        let policy = loaded
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        arm_deadline(&mut store, limits);
+        match policy.call_init(&mut store, &loaded.config).await {
+            Ok(Ok(())) => Ok(policy),
+            Ok(Err(msg)) => Err(format!("its init refused the configuration: {msg}")),
+            Err(e) => Err(format!("its init trapped: {e:#}")),
+        }
+    })
+    .await;
+    match made {
+        Ok(Ok(policy)) => Ok(Instance { store, policy }),
+        Ok(Err(reason)) => Err(fail(reason)),
+        Err(_) => Err(fail(format!(
+            "its init was still running after {:?}",
+            wall_limit(limits)
+        ))),
     }
 }
 
