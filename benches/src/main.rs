@@ -54,6 +54,9 @@ struct Args {
     /// At most this many idle sessions (default 10,000; smoke: 20).
     #[arg(long)]
     sessions: Option<usize>,
+    /// Runs of each latency and CPU measurement (default 5; smoke: 1).
+    #[arg(long)]
+    runs: Option<usize>,
 }
 
 /// How much of everything.
@@ -110,6 +113,9 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     raise_fd_limit(&args)?;
     let mut sizes = Sizes::new(args.smoke);
+    if let Some(runs) = args.runs {
+        sizes.runs = runs.max(1);
+    }
     if let Some(most) = args.sessions {
         sizes.sessions.retain(|&n| n < most);
         sizes.sessions.push(most);

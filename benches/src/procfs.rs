@@ -63,7 +63,12 @@ impl GatewayProcess {
     /// Starts `pizzja run --config CONFIG` and waits for `pizzja ready`.
     pub fn start(binary: &Path, config: &Path) -> Result<GatewayProcess> {
         let started = Instant::now();
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Ok(n) = std::env::var("PIZZJA_BENCH_GATEWAY_WORKERS") {
+            // tokio reads this for its number of worker threads.
+            command.env("TOKIO_WORKER_THREADS", n);
+        }
+        let mut child = command
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")

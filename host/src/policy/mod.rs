@@ -502,22 +502,13 @@ impl Core {
     /// Takes an idle instance of the current policy (or makes one), calls it
     /// under the deadline, and keeps it unless it trapped.
     async fn decide(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
-        // Thread CPU time: exact when the call finishes without yielding,
-        // which is every call that stays within one epoch tick.
-        let thread_cpu = || {
-            cpu_time::ThreadTime::try_now()
-                .ok()
-                .map(|t| t.as_duration())
+        let mut timed = Timed {
+            inner: Box::pin(self.decide_untimed(event, facts)),
+            spent: Duration::ZERO,
         };
-        let started = thread_cpu();
-        let result = self.decide_untimed(event, facts).await;
-        if let Some(spent) = started
-            .zip(thread_cpu())
-            .and_then(|(a, z)| z.checked_sub(a))
-        {
-            self.decide_cpu_ns
-                .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
-        }
+        let result = (&mut timed).await;
+        self.decide_cpu_ns
+            .fetch_add(timed.spent.as_nanos() as u64, Ordering::Relaxed);
         self.decisions.fetch_add(1, Ordering::Relaxed);
         result
     }
@@ -598,6 +589,34 @@ fn wt<T>(r: wasmtime::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
 
 fn ticks(d: Duration) -> u64 {
     (d.as_millis() / TICK.as_millis()).max(1) as u64 + 1
+}
+
+/// A future that adds up the thread CPU time of each of its polls: the work
+/// it did itself, not what the thread ran while it was suspended.
+struct Timed<F> {
+    inner: std::pin::Pin<Box<F>>,
+    spent: Duration,
+}
+
+impl<F: std::future::Future> std::future::Future for Timed<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let now = || {
+            cpu_time::ThreadTime::try_now()
+                .ok()
+                .map(|t| t.as_duration())
+        };
+        let before = now();
+        let poll = self.inner.as_mut().poll(cx);
+        if let Some(d) = before.zip(now()).and_then(|(a, z)| z.checked_sub(a)) {
+            self.spent += d;
+        }
+        poll
+    }
 }
 
 /// Up to the deadline, a looping guest yields to the runtime at every epoch
