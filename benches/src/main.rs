@@ -100,6 +100,10 @@ impl Sizes {
 }
 
 const ME: &str = "me@foreign.test";
+/// Flows 0-3 (see the crate documentation), plus 4: peer@L → lat@L/bench/c
+/// and 5: lat → peer@L, one hop through L alone, the hop the gateway path
+/// has on top of the direct one.
+const FLOWS: usize = 6;
 const BOB: &str = "bob@foreign.test/load";
 /// Logins to L in flight while bringing controllers up.
 const CONNECT_CONCURRENCY: usize = 64;
@@ -154,9 +158,9 @@ struct Report {
 
 /// Medians and p99 of one latency run, in nanoseconds, per flow.
 struct LatencyRun {
-    median: [u64; 4],
-    p99: [u64; 4],
-    count: [usize; 4],
+    median: [u64; FLOWS],
+    p99: [u64; FLOWS],
+    count: [usize; FLOWS],
 }
 
 /// One traffic phase at a fixed rate on one path.
@@ -226,6 +230,11 @@ async fn bench(args: &Args, sizes: &Sizes, report: &mut Report) -> Result<()> {
             roster: vec![],
         },
         with_gateway("lat".into()),
+        BulkUser {
+            user: "peer".into(),
+            domain: LOCAL.into(),
+            roster: vec![],
+        },
     ];
     local_users.extend((0..n).map(|i| with_gateway(format!("u{i}"))));
     let mut foreign_users: Vec<BulkUser> = ["me", "bob"]
@@ -324,6 +333,7 @@ struct Clients {
     bob: Peer,
     direct: Peer,
     lat: Peer,
+    peer: Peer,
     admin: Client,
 }
 
@@ -335,13 +345,16 @@ async fn connect_latency_clients(b: &mut Bench) -> Result<Clients> {
     let bob = Client::connect(&b.foreign, "bob", FOREIGN, "load").await?;
     let direct = Client::connect(&b.foreign, "me", FOREIGN, "direct").await?;
     let lat = Client::connect(&b.local, "lat", LOCAL, "bench/c").await?;
+    let peer = Client::connect(&b.local, "peer", LOCAL, "p").await?;
     let admin = Client::connect(&b.local, "admin", LOCAL, "console").await?;
     let clients = Clients {
         bob: drive(bob, usize::MAX, None, b),
         direct: drive(direct, usize::MAX, None, b),
         lat: drive(lat, 0, Some(session), b),
+        peer: drive(peer, usize::MAX, None, b),
         admin,
     };
+    clients.peer.available();
     clients.bob.available();
     clients.direct.available();
     clients.lat.available();
@@ -362,47 +375,52 @@ async fn traffic(
     let me_direct = jid(&format!("{ME}/direct"));
     let bob = jid(BOB);
     let bob_gw = jid(&gw_jid(BOB));
+    let lat = jid(&format!("lat@{LOCAL}/bench/c"));
+    let peer = jid(&format!("peer@{LOCAL}/p"));
     let clock = b.clock;
 
-    // Warm-up: connections, allocator and caches, on both paths.
+    // Warm-up: connections, allocator and caches, on every path.
     let warm = load::paced(sizes.latency_rate, Duration::from_millis(500), |_| {
         c.bob.message(&me_bench, 0, &clock);
         c.bob.message(&me_direct, 1, &clock);
         c.lat.message(&bob_gw, 2, &clock);
         c.direct.message(&bob, 3, &clock);
+        c.peer.message(&lat, 4, &clock);
+        c.lat.message(&peer, 5, &clock);
     })
     .await;
-    let got = Samples::collect(&mut b.seen, &[warm; 4], Duration::from_secs(10)).await;
-    check_delivery(&got, &[warm; 4], "warm-up")?;
+    let got = Samples::collect(&mut b.seen, &[warm; FLOWS], Duration::from_secs(10)).await;
+    check_delivery(&got, &[warm; FLOWS], "warm-up")?;
 
     // 1. Added latency: each direction, both paths interleaved.
     eprintln!("pizzja-bench: latency");
     for run in 0..sizes.runs {
+        // Each tick sends one message on each flow of the direction, in an
+        // order that rotates, so that no path always waits behind another.
         let sent_in = load::paced(sizes.latency_rate, sizes.latency_time, |i| {
-            // Alternate which path goes first, so neither always waits.
-            if i % 2 == 0 {
-                c.bob.message(&me_bench, 0, &clock);
-                c.bob.message(&me_direct, 1, &clock);
-            } else {
-                c.bob.message(&me_direct, 1, &clock);
-                c.bob.message(&me_bench, 0, &clock);
+            for k in 0..3 {
+                match (i + k) % 3 {
+                    0 => c.bob.message(&me_bench, 0, &clock),
+                    1 => c.bob.message(&me_direct, 1, &clock),
+                    _ => c.peer.message(&lat, 4, &clock),
+                }
             }
         })
         .await;
-        let expected = [sent_in, sent_in, 0, 0];
+        let expected = [sent_in, sent_in, 0, 0, sent_in, 0];
         let inbound = Samples::collect(&mut b.seen, &expected, Duration::from_secs(10)).await;
         check_delivery(&inbound, &expected, "latency, inbound")?;
         let sent_out = load::paced(sizes.latency_rate, sizes.latency_time, |i| {
-            if i % 2 == 0 {
-                c.lat.message(&bob_gw, 2, &clock);
-                c.direct.message(&bob, 3, &clock);
-            } else {
-                c.direct.message(&bob, 3, &clock);
-                c.lat.message(&bob_gw, 2, &clock);
+            for k in 0..3 {
+                match (i + k) % 3 {
+                    0 => c.lat.message(&bob_gw, 2, &clock),
+                    1 => c.direct.message(&bob, 3, &clock),
+                    _ => c.lat.message(&peer, 5, &clock),
+                }
             }
         })
         .await;
-        let expected = [0, 0, sent_out, sent_out];
+        let expected = [0, 0, sent_out, sent_out, 0, sent_out];
         let outbound = Samples::collect(&mut b.seen, &expected, Duration::from_secs(10)).await;
         check_delivery(&outbound, &expected, "latency, outbound")?;
         let mut flows = [
@@ -410,6 +428,8 @@ async fn traffic(
             inbound.flows[1].clone(),
             outbound.flows[2].clone(),
             outbound.flows[3].clone(),
+            inbound.flows[4].clone(),
+            outbound.flows[5].clone(),
         ];
         let median = flows.each_mut().map(|f| percentile(f, 50.0));
         let p99 = flows.each_mut().map(|f| percentile(f, 99.0));
@@ -485,7 +505,8 @@ async fn traffic(
             report.saturation.push(run);
             if !sustained {
                 // Let the backlog drain before the next path starts.
-                let _ = Samples::collect(&mut b.seen, &[u64::MAX; 4], Duration::from_secs(3)).await;
+                let _ =
+                    Samples::collect(&mut b.seen, &[u64::MAX; FLOWS], Duration::from_secs(3)).await;
                 break;
             }
         }
@@ -535,9 +556,9 @@ async fn phase(
     .await;
     let (a, z) = (sent.div_ceil(2), sent / 2);
     let expected = if gateway_path {
-        [a, 0, z, 0]
+        [a, 0, z, 0, 0, 0]
     } else {
-        [0, a, 0, z]
+        [0, a, 0, z, 0, 0]
     };
     let mut got = Samples::collect(&mut b.seen, &expected, Duration::from_secs(5)).await;
     let wall = start.elapsed();
@@ -839,35 +860,36 @@ impl Report {
             )?;
             writeln!(
                 o,
-                "| direction | statistic | through the gateway | direct | added by the gateway | ratio |"
+                "| direction | statistic | through the gateway | direct | added by the gateway | ratio | one hop through L alone | gateway − direct − L hop |"
             )?;
-            writeln!(o, "|---|---|---|---|---|---|")?;
-            for (name, g, d) in [("foreign → local", 0, 1), ("local → foreign", 2, 3)] {
+            writeln!(o, "|---|---|---|---|---|---|---|---|")?;
+            for (name, g, d, l) in [("foreign → local", 0, 1, 4), ("local → foreign", 2, 3, 5)]
+            {
                 for (stat, pick) in [("median", 0), ("p99", 1)] {
                     let val = |r: &LatencyRun, f: usize| {
                         (if pick == 0 { r.median[f] } else { r.p99[f] }) as f64 / 1e3
                     };
-                    let gv: Vec<f64> = self.latency.iter().map(|r| val(r, g)).collect();
-                    let dv: Vec<f64> = self.latency.iter().map(|r| val(r, d)).collect();
-                    let added: Vec<f64> =
-                        self.latency.iter().map(|r| val(r, g) - val(r, d)).collect();
-                    let ratio: Vec<f64> = self
-                        .latency
-                        .iter()
-                        .map(|r| val(r, g) / val(r, d).max(1e-9))
-                        .collect();
+                    let over = |f: &dyn Fn(&LatencyRun) -> f64| -> Vec<f64> {
+                        self.latency.iter().map(f).collect()
+                    };
+                    let added = over(&|r| val(r, g) - val(r, d));
                     let (alo, ahi) = range_f(&added);
                     writeln!(
                         o,
-                        "| {name} | {stat} | {:.0} µs | {:.0} µs | **{:.0} µs** ({alo:.0}…{ahi:.0}) | {:.2}× |",
-                        median_f(gv),
-                        median_f(dv),
+                        "| {name} | {stat} | {:.0} µs | {:.0} µs | **{:.0} µs** ({alo:.0}…{ahi:.0}) | {:.2}× | {:.0} µs | {:.0} µs |",
+                        median_f(over(&|r| val(r, g))),
+                        median_f(over(&|r| val(r, d))),
                         median_f(added),
-                        median_f(ratio)
+                        median_f(over(&|r| val(r, g) / val(r, d).max(1e-9))),
+                        median_f(over(&|r| val(r, l))),
+                        median_f(over(&|r| val(r, g) - val(r, d) - val(r, l))),
                     )?;
                 }
             }
-            writeln!(o)?;
+            writeln!(
+                o,
+                "\nThe gateway path crosses two servers where the direct one crosses one: the L-hop column is that extra server alone, measured in the same runs (peer@L ↔ lat@L/bench/c, interleaved with the others). The last column is what remains for the gateway itself (a lower bound: one client's send and receive overhead is subtracted with it).\n"
+            )?;
         }
 
         // 2 and 4. CPU.

@@ -32,7 +32,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub const BUILTIN_DEFAULT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/default_policy.wasm"));
 
 /// How often the epoch advances; deadlines are counted in these ticks.
-const TICK: Duration = Duration::from_millis(5);
+const TICK: Duration = Duration::from_millis(10);
 
 /// Why a decision failed. The caller falls back; the gateway carries on.
 #[derive(Debug, thiserror::Error)]

@@ -82,6 +82,17 @@ pub fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<Arc<rustl
     Ok(Arc::new(config))
 }
 
+/// Buffers of a foreign connection. tokio's default is 8 KiB each way, and
+/// its read buffer is zeroed (touched) when made: 16 KiB of the ~66 KiB an
+/// idle session cost (BENCHMARKS.md). Stanzas are mostly far smaller; a
+/// larger one takes a few more reads.
+const READ_BUFFER: usize = 2048;
+const WRITE_BUFFER: usize = 2048;
+
+fn buffered(io: Box<dyn Io>) -> BufStream<Box<dyn Io>> {
+    BufStream::with_capacity(READ_BUFFER, WRITE_BUFFER, io)
+}
+
 fn io_error(e: impl std::fmt::Display) -> XmppError {
     XmppError::Io(std::io::Error::other(e.to_string()))
 }
@@ -109,7 +120,7 @@ impl ServerConnector for Connector {
         match self.tls {
             ForeignTls::Plaintext => {
                 let io: Box<dyn Io> = Box::new(tcp);
-                let stream = initiate_stream(BufStream::new(io), ns, header(), timeouts).await?;
+                let stream = initiate_stream(buffered(io), ns, header(), timeouts).await?;
                 Ok((stream, ChannelBinding::None))
             }
             ForeignTls::Required => {
@@ -140,7 +151,7 @@ impl ServerConnector for Connector {
                     .await
                     .map_err(|e| io_error(format!("TLS with {domain} failed: {e}")))?;
                 let io: Box<dyn Io> = Box::new(tls);
-                let stream = initiate_stream(BufStream::new(io), ns, header(), timeouts).await?;
+                let stream = initiate_stream(buffered(io), ns, header(), timeouts).await?;
                 Ok((stream, ChannelBinding::None))
             }
         }
