@@ -395,41 +395,53 @@ async fn traffic(
     // 1. Added latency: each direction, both paths interleaved.
     eprintln!("pizzja-bench: latency");
     for run in 0..sizes.runs {
-        // Each tick sends one message on each flow of the direction, in an
-        // order that rotates, so that no path always waits behind another.
+        // The gateway and the direct path, interleaved, each at the rate;
+        // which goes first alternates, so that neither always waits.
         let sent_in = load::paced(sizes.latency_rate, sizes.latency_time, |i| {
-            for k in 0..3 {
-                match (i + k) % 3 {
+            let [first, second] = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            for flow in [first, second] {
+                match flow {
                     0 => c.bob.message(&me_bench, 0, &clock),
-                    1 => c.bob.message(&me_direct, 1, &clock),
-                    _ => c.peer.message(&lat, 4, &clock),
+                    _ => c.bob.message(&me_direct, 1, &clock),
                 }
             }
         })
         .await;
-        let expected = [sent_in, sent_in, 0, 0, sent_in, 0];
+        let expected = [sent_in, sent_in, 0, 0, 0, 0];
         let inbound = Samples::collect(&mut b.seen, &expected, Duration::from_secs(10)).await;
         check_delivery(&inbound, &expected, "latency, inbound")?;
         let sent_out = load::paced(sizes.latency_rate, sizes.latency_time, |i| {
-            for k in 0..3 {
-                match (i + k) % 3 {
-                    0 => c.lat.message(&bob_gw, 2, &clock),
-                    1 => c.direct.message(&bob, 3, &clock),
-                    _ => c.lat.message(&peer, 5, &clock),
+            let [first, second] = if i % 2 == 0 { [2, 3] } else { [3, 2] };
+            for flow in [first, second] {
+                match flow {
+                    2 => c.lat.message(&bob_gw, 2, &clock),
+                    _ => c.direct.message(&bob, 3, &clock),
                 }
             }
         })
         .await;
-        let expected = [0, 0, sent_out, sent_out, 0, sent_out];
+        let expected = [0, 0, sent_out, sent_out, 0, 0];
         let outbound = Samples::collect(&mut b.seen, &expected, Duration::from_secs(10)).await;
         check_delivery(&outbound, &expected, "latency, outbound")?;
+        // L alone, both ways at the rate: the hop the gateway path adds.
+        let sent_l = load::paced(sizes.latency_rate, sizes.latency_time, |i| {
+            if i % 2 == 0 {
+                c.peer.message(&lat, 4, &clock);
+            } else {
+                c.lat.message(&peer, 5, &clock);
+            }
+        })
+        .await;
+        let expected = [0, 0, 0, 0, sent_l.div_ceil(2), sent_l / 2];
+        let local = Samples::collect(&mut b.seen, &expected, Duration::from_secs(10)).await;
+        check_delivery(&local, &expected, "latency, L alone")?;
         let mut flows = [
             inbound.flows[0].clone(),
             inbound.flows[1].clone(),
             outbound.flows[2].clone(),
             outbound.flows[3].clone(),
-            inbound.flows[4].clone(),
-            outbound.flows[5].clone(),
+            local.flows[4].clone(),
+            local.flows[5].clone(),
         ];
         let median = flows.each_mut().map(|f| percentile(f, 50.0));
         let p99 = flows.each_mut().map(|f| percentile(f, 99.0));
@@ -888,7 +900,7 @@ impl Report {
             }
             writeln!(
                 o,
-                "\nThe gateway path crosses two servers where the direct one crosses one: the L-hop column is that extra server alone, measured in the same runs (peer@L ↔ lat@L/bench/c, interleaved with the others). The last column is what remains for the gateway itself (a lower bound: one client's send and receive overhead is subtracted with it).\n"
+                "\nThe gateway path crosses two servers where the direct one crosses one: the L-hop column is that extra server alone, measured in the same runs (peer@L ↔ lat@L/bench/c at the same rate, after each direction's pair). The last column is what remains for the gateway itself (a lower bound: one client's send and receive overhead is subtracted with it).\n"
             )?;
         }
 
