@@ -476,12 +476,13 @@ async fn traffic(
                 sizes.cpu_time,
             )
             .await?;
-            if !run.sustained() {
+            // Lost stanzas are a fault; a slow machine is not (the suite
+            // asserts nothing about time).
+            if run.delivered != run.sent {
                 bail!(
-                    "{} of {} stanzas arrived (p99 {} ms) at the steady rate",
+                    "only {} of {} stanzas arrived at the steady rate",
                     run.delivered,
-                    run.sent,
-                    run.p99 / 1_000_000
+                    run.sent
                 );
             }
             report.cpu.push(run);
