@@ -103,7 +103,7 @@ impl Router {
     /// reading what the link receives meanwhile (the answers), or with
     /// thousands of users both queues fill and the link and the router wait
     /// on each other for ever.
-    pub fn probe_registered(&self) -> tokio::task::JoinHandle<()> {
+    pub fn probe_registered(&self) {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let locals = match shared.storage.locals() {
@@ -120,7 +120,7 @@ impl Router {
                     return;
                 }
             }
-        })
+        });
     }
 
     /// Handles what a finished registration says.

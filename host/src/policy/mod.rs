@@ -452,8 +452,8 @@ impl PolicyEngine {
         self.core.decide(&event, &facts).await
     }
 
-    /// Decides one event on the calling thread, which must not be a tokio
-    /// worker (tests, benchmarks, scenario files).
+    /// Decides one event from synchronous code (tests, benchmarks, scenario
+    /// files), waiting for it.
     pub fn decide_blocking(
         &self,
         event: &Event,
@@ -619,21 +619,25 @@ impl<F: std::future::Future> std::future::Future for Timed<F> {
     }
 }
 
-/// Up to the deadline, a looping guest yields to the runtime at every epoch
-/// tick (so it holds no worker thread); past it, it traps.
+/// Gives the next call its budget of epoch ticks (see [`on_epoch_tick`]).
 fn arm_deadline(store: &mut Store<State>, limits: Limits) {
     store.data_mut().ticks_left = ticks(limits.deadline);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut ctx| {
-        let state = ctx.data_mut();
-        if state.ticks_left == 0 {
-            return Err(wasmtime::Error::msg(
-                "the policy ran past its deadline (wasm trap: interrupt)",
-            ));
-        }
-        state.ticks_left -= 1;
-        Ok(wasmtime::UpdateDeadline::Yield(1))
-    });
+}
+
+/// At every epoch tick during a call: up to the deadline, a looping guest
+/// yields to the runtime (so it holds no worker thread); past it, it traps.
+fn on_epoch_tick(
+    mut ctx: wasmtime::StoreContextMut<'_, State>,
+) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+    let state = ctx.data_mut();
+    if state.ticks_left == 0 {
+        return Err(wasmtime::Error::msg(
+            "the policy ran past its deadline (wasm trap: interrupt)",
+        ));
+    }
+    state.ticks_left -= 1;
+    Ok(wasmtime::UpdateDeadline::Yield(1))
 }
 
 /// The wall-clock bound of one call: the deadline plus two ticks of slack.
@@ -668,6 +672,7 @@ async fn instantiate(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_callback(on_epoch_tick);
     arm_deadline(&mut store, limits);
     let made = tokio::time::timeout(wall_limit(limits), async {
         let policy = loaded
