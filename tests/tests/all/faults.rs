@@ -82,3 +82,63 @@ async fn a_controller_gone_during_an_outage_is_taken_offline_after_the_probe() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn thousands_of_registered_users_do_not_stall_start_up() {
+    // Found by the login-storm benchmark: at start the router sent one probe
+    // per registered user while the link waited for it to take the answers;
+    // once both queues (1,024 each) were full the gateway never became
+    // ready. With 10,000 registered users (all offline but alice) that
+    // happened every time before the fix; 3,000 were not enough.
+    init_tracing();
+    let n = 10_000;
+    let mut bulk: Vec<BulkUser> = (0..n)
+        .map(|i| BulkUser {
+            user: format!("u{i}"),
+            domain: LOCAL.into(),
+            roster: vec![GW.into()],
+        })
+        .collect();
+    bulk.push(BulkUser {
+        user: "alice".into(),
+        domain: LOCAL.into(),
+        roster: vec![GW.into()],
+    });
+    let options = Options {
+        bulk_users: bulk,
+        ..Options::default()
+    };
+    let prosody = Prosody::start_options(&[("me", FOREIGN)], &options)
+        .await
+        .expect("prosody starts");
+    let db = prosody.dir.path().join("pizzja.sqlite3");
+    let registration = |local: String, foreign: String| pizzja_host::storage::Registration {
+        local: local.parse().expect("valid"),
+        foreign: foreign.parse().expect("valid"),
+        password: pizzja_host::config::Secret(PASSWORD.into()),
+    };
+    let mut regs: Vec<_> = (0..n)
+        .map(|i| registration(format!("u{i}@{LOCAL}"), format!("f{i}@{FOREIGN}")))
+        .collect();
+    regs.push(registration(format!("alice@{LOCAL}"), crate::ME.into()));
+    pizzja_host::storage::Storage::open(&db)
+        .expect("database")
+        .put_all(&regs)
+        .expect("registrations stored");
+
+    let gateway = Gateway::start(prosody.gateway_config(&db, ""))
+        .await
+        .expect("the gateway becomes ready");
+    // And it still routes: alice's presence opens her session.
+    let mut alice = Client::connect(&prosody, "alice", LOCAL, "Work/phone")
+        .await
+        .expect("alice logs in");
+    alice.send("<presence/>").await;
+    let session = gw_jid(&format!("{}/Work", crate::ME));
+    alice
+        .expect("her foreign session's presence", |e| {
+            e.name() == "presence" && e.attr("from") == Some(session.as_str())
+        })
+        .await;
+    gateway.stop().await.expect("the gateway stops");
+}
