@@ -107,3 +107,20 @@ async fn a_probe_of_the_gateway_is_answered_with_its_availability() {
         .await;
     assert_eq!(p.attr("type"), None);
 }
+
+#[tokio::test]
+async fn with_one_login_slot_sessions_still_all_come_up() {
+    // `max_concurrent_logins = 1`: each login must give its slot back once
+    // bound, or the next session would wait for ever.
+    let world = World::with(|c| c.max_concurrent_logins = 1).await;
+    let mut controllers = Vec::new();
+    for a in ["Home", "Car", "Office"] {
+        let mut c = world.controller(&format!("{a}/x")).await;
+        let session = gw_jid(&format!("{ME}/{a}"));
+        c.expect("its own session's presence", |e| {
+            e.name() == "presence" && e.attr("from") == Some(session.as_str())
+        })
+        .await;
+        controllers.push(c);
+    }
+}
