@@ -86,9 +86,11 @@ fn bench(smoke: bool) -> Result<()> {
 }
 
 fn target_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
+    let dir: std::path::PathBuf = std::env::var_os("CARGO_TARGET_DIR")
         .map(Into::into)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    // Reports and messages show it: without `xtask/..` in it.
+    dir.canonicalize().unwrap_or(dir)
 }
 
 fn have(cmd: &str) -> bool {
