@@ -217,16 +217,30 @@ fn new_policy(dir: &Path, source: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn run(config: &Path) -> ExitCode {
-    let (_, prepared) = match load(config) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pizzja: failed to start the runtime: {e}");
             return ExitCode::from(1);
         }
+    };
+    // Before loading (compiling a policy takes a while): from here on SIGHUP
+    // never meets its default action, which would end the process. A reload
+    // asked for meanwhile is moot: the module is being read now.
+    let _early_hangup = {
+        let _context = runtime.enter();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("pizzja: failed to listen for SIGHUP: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    tracing::info!(config = %config.display(), "pizzja starting");
+    let (_, prepared) = match load(config) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let (stop, shutdown) = tokio::sync::watch::channel(false);

@@ -211,22 +211,27 @@ fn sighup_reloads_the_policy_and_sigterm_exits_cleanly() {
         }
         panic!("pizzja never logged {what:?}");
     };
+    // SIGHUP while the policy is still being loaded must not end it.
+    wait_for("pizzja starting");
+    let pid = child.id().to_string();
+    let hup = || {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        )
+    };
+    hup();
     wait_for("policy loaded");
-    // Its SIGHUP handler is installed once the gateway runs (after loading).
     wait_for("component link failed");
     let hostile = std::fs::read(pizzja_host::testing::policy_path(
         "pizzja_policy_test_hostile",
     ))
     .expect("built");
     std::fs::write(&module, hostile).expect("replace the module");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    hup();
     let swapped = wait_for("policy swapped in");
     assert!(swapped.contains("policy.wasm"), "{swapped}");
     assert!(
