@@ -24,7 +24,10 @@ use clap::Parser;
 use load::{Clock, Peer, Samples, Seen};
 use pizzja_host::config::Secret;
 use pizzja_host::storage::{Registration, Storage};
-use pizzja_tests::{BulkUser, Client, FOREIGN, GW, LOCAL, Options, PASSWORD, Prosody, gw_jid};
+use pizzja_tests::{
+    BulkUser, Client, FOREIGN, GW, LOCAL, Options, PASSWORD, Prosody, command_note,
+    execute_command, gw_jid, stats_counter,
+};
 use procfs::GatewayProcess;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -602,24 +605,10 @@ async fn phase(
 
 /// (policy decisions, policy CPU µs) from the admin `stats` command.
 async fn counters(admin: &mut Client, id: &str) -> Result<(u64, u64)> {
-    const NS: &str = "http://jabber.org/protocol/commands";
-    admin
-        .send(&format!("<iq type='set' id='{id}' to='{GW}'><command xmlns='{NS}' node='stats' action='execute'/></iq>"))
-        .await;
-    let answer = admin
-        .expect("the stats", |e| e.attr("id") == Some(id))
-        .await;
-    let note = answer
-        .get_child("command", NS)
-        .and_then(|c| c.get_child("note", NS))
-        .map(minidom::Element::text)
-        .context("stats without a note")?;
-    let value = |name: &str| {
-        note.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-            .and_then(|v| v.parse::<u64>().ok())
-            .with_context(|| format!("no {name} in {note}"))
-    };
+    let answer = execute_command(admin, id, "stats").await;
+    let (_, note) = command_note(&answer).context("stats without a note")?;
+    let value =
+        |name: &str| stats_counter(&note, name).with_context(|| format!("no {name} in {note}"));
     // Each `stats` is a message to forget: this phase's reading is between.
     admin.clear();
     Ok((value("policy-decisions")?, value("policy-cpu-us")?))

@@ -629,6 +629,33 @@ pub fn gw_jid(jid: &str) -> String {
     }
 }
 
+/// XEP-0050's namespace.
+pub const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
+
+/// Executes the gateway's one-stage ad-hoc command `node` and returns the
+/// answer (a result or an error).
+pub async fn execute_command(client: &mut Client, id: &str, node: &str) -> Element {
+    client.send(&format!("<iq type='set' id='{id}' to='{GW}'><command xmlns='{NS_COMMANDS}' node='{node}' action='execute'/></iq>")).await;
+    client
+        .expect("the command's answer", |e| e.attr("id") == Some(id))
+        .await
+}
+
+/// The note of a completed command: its type and text.
+pub fn command_note(answer: &Element) -> Option<(String, String)> {
+    let note = answer
+        .get_child("command", NS_COMMANDS)?
+        .get_child("note", NS_COMMANDS)?;
+    Some((note.attr("type").unwrap_or("").to_string(), note.text()))
+}
+
+/// A counter of the admin `stats` command's note (`name: value` lines).
+pub fn stats_counter(note: &str, name: &str) -> Option<u64> {
+    note.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+        .and_then(|v| v.parse().ok())
+}
+
 /// The body of a message, if any.
 pub fn body(el: &Element) -> Option<String> {
     el.get_child("body", "jabber:client").map(Element::text)

@@ -5,34 +5,21 @@ use pizzja_host::config::PolicySource;
 use pizzja_host::testing::policy_path;
 use pizzja_tests::*;
 
-const NS: &str = "http://jabber.org/protocol/commands";
-
-async fn execute(client: &mut Client, id: &str, node: &str) -> minidom::Element {
-    client.send(&format!("<iq type='set' id='{id}' to='{GW}'><command xmlns='{NS}' node='{node}' action='execute'/></iq>")).await;
-    client
-        .expect("the command's answer", |e| e.attr("id") == Some(id))
-        .await
-}
-
 fn note(answer: &minidom::Element) -> (String, String) {
-    let note = answer
-        .get_child("command", NS)
-        .and_then(|c| c.get_child("note", NS))
-        .unwrap_or_else(|| panic!("no note: {}", xml(answer)));
-    (note.attr("type").unwrap_or("").to_string(), note.text())
+    command_note(answer).unwrap_or_else(|| panic!("no note: {}", xml(answer)))
 }
 
 #[tokio::test]
 async fn users_see_their_sessions_and_only_admins_may_reload() {
     let mut world = World::new().await;
     // alice: her own sessions; reloading is refused.
-    let answer = execute(&mut world.phone, "s1", "sessions").await;
+    let answer = execute_command(&mut world.phone, "s1", "sessions").await;
     let (_, text) = note(&answer);
     assert!(
         text.contains("me@foreign.test") && text.contains("Work") && text.contains("Work/phone"),
         "{text}"
     );
-    let refused = execute(&mut world.phone, "r1", "reload-policy").await;
+    let refused = execute_command(&mut world.phone, "r1", "reload-policy").await;
     assert_eq!(
         error_condition(&refused).as_deref(),
         Some("forbidden"),
@@ -43,7 +30,7 @@ async fn users_see_their_sessions_and_only_admins_may_reload() {
     // The admin sees the admin commands listed and can list every session.
     let mut admin = world.client("admin", LOCAL, "console").await;
     admin
-        .send(&format!("<iq type='get' id='items' to='{GW}'><query xmlns='http://jabber.org/protocol/disco#items' node='{NS}'/></iq>"))
+        .send(&format!("<iq type='get' id='items' to='{GW}'><query xmlns='http://jabber.org/protocol/disco#items' node='{NS_COMMANDS}'/></iq>"))
         .await;
     let items = admin
         .expect("the command list", |e| e.attr("id") == Some("items"))
@@ -55,7 +42,7 @@ async fn users_see_their_sessions_and_only_admins_may_reload() {
             xml(&items)
         );
     }
-    let all = execute(&mut admin, "l1", "list-sessions").await;
+    let all = execute_command(&mut admin, "l1", "list-sessions").await;
     assert!(
         note(&all).1.contains("alice@local.test as me@foreign.test"),
         "{}",
@@ -73,17 +60,17 @@ async fn an_admin_reload_reports_success_and_refusal() {
     let mut admin = world.client("admin", LOCAL, "console").await;
 
     // Unchanged file: nothing to do.
-    let (kind, text) = note(&execute(&mut admin, "r0", "reload-policy").await);
+    let (kind, text) = note(&execute_command(&mut admin, "r0", "reload-policy").await);
     assert_eq!(kind, "info");
     assert!(text.contains("unchanged"), "{text}");
     // A new module: loaded, with its hash.
     std::fs::copy(policy_path("pizzja_policy_allow_list"), &module).expect("replace the module");
-    let (kind, text) = note(&execute(&mut admin, "r1", "reload-policy").await);
+    let (kind, text) = note(&execute_command(&mut admin, "r1", "reload-policy").await);
     assert_eq!(kind, "info");
     assert!(text.contains("loaded") && text.contains("sha1"), "{text}");
     // A broken one: refused, and the admin is told why.
     std::fs::write(&module, b"garbage").expect("break the module");
-    let (kind, text) = note(&execute(&mut admin, "r2", "reload-policy").await);
+    let (kind, text) = note(&execute_command(&mut admin, "r2", "reload-policy").await);
     assert_eq!(kind, "error");
     assert!(
         text.contains("refused") && text.contains("not a WebAssembly component"),
@@ -92,17 +79,14 @@ async fn an_admin_reload_reports_success_and_refusal() {
 }
 
 fn counter(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no counter {name} in {text}"))
+    stats_counter(text, name).unwrap_or_else(|| panic!("no counter {name} in {text}"))
 }
 
 #[tokio::test]
 async fn admins_read_counters_that_follow_the_traffic() {
     let mut world = World::new().await;
     let mut admin = world.client("admin", LOCAL, "console").await;
-    let (kind, before) = note(&execute(&mut admin, "c1", "stats").await);
+    let (kind, before) = note(&execute_command(&mut admin, "c1", "stats").await);
     assert_eq!(kind, "info");
     assert_eq!(counter(&before, "registered"), 1, "{before}");
     assert_eq!(counter(&before, "accounts-running"), 1, "{before}");
@@ -127,7 +111,7 @@ async fn admins_read_counters_that_follow_the_traffic() {
         .await;
     bob.expect("the answer", |e| e.attr("id") == Some("out"))
         .await;
-    let (_, after) = note(&execute(&mut admin, "c2", "stats").await);
+    let (_, after) = note(&execute_command(&mut admin, "c2", "stats").await);
     assert!(
         counter(&after, "policy-decisions") >= counter(&before, "policy-decisions") + 2,
         "{before}\n--\n{after}"
@@ -138,6 +122,6 @@ async fn admins_read_counters_that_follow_the_traffic() {
     );
 
     // Not for ordinary users.
-    let refused = execute(&mut world.phone, "c3", "stats").await;
+    let refused = execute_command(&mut world.phone, "c3", "stats").await;
     assert_eq!(error_condition(&refused).as_deref(), Some("forbidden"));
 }
