@@ -392,40 +392,36 @@ async fn traffic(
         c.lat.message(&peer, 5, &clock);
     })
     .await;
-    let got = Samples::collect(&mut b.seen, &[warm; FLOWS], Duration::from_secs(10)).await;
-    check_delivery(&got, &[warm; FLOWS], "warm-up")?;
+    collect_all(&mut b.seen, &[warm; FLOWS], "warm-up").await?;
 
     // 1. Added latency: each direction, both paths interleaved.
     eprintln!("pizzja-bench: latency");
     for run in 0..sizes.runs {
-        // The gateway and the direct path, interleaved, each at the rate;
-        // which goes first alternates, so that neither always waits.
+        // The gateway and the direct path, interleaved, each at the rate.
         let sent_in = load::paced(sizes.latency_rate, sizes.latency_time, |i| {
-            let [first, second] = if i % 2 == 0 { [0, 1] } else { [1, 0] };
-            for flow in [first, second] {
-                match flow {
-                    0 => c.bob.message(&me_bench, 0, &clock),
-                    _ => c.bob.message(&me_direct, 1, &clock),
+            for gateway in in_turn(i) {
+                if gateway {
+                    c.bob.message(&me_bench, 0, &clock);
+                } else {
+                    c.bob.message(&me_direct, 1, &clock);
                 }
             }
         })
         .await;
         let expected = [sent_in, sent_in, 0, 0, 0, 0];
-        let inbound = Samples::collect(&mut b.seen, &expected, Duration::from_secs(10)).await;
-        check_delivery(&inbound, &expected, "latency, inbound")?;
+        let inbound = collect_all(&mut b.seen, &expected, "latency, inbound").await?;
         let sent_out = load::paced(sizes.latency_rate, sizes.latency_time, |i| {
-            let [first, second] = if i % 2 == 0 { [2, 3] } else { [3, 2] };
-            for flow in [first, second] {
-                match flow {
-                    2 => c.lat.message(&bob_gw, 2, &clock),
-                    _ => c.direct.message(&bob, 3, &clock),
+            for gateway in in_turn(i) {
+                if gateway {
+                    c.lat.message(&bob_gw, 2, &clock);
+                } else {
+                    c.direct.message(&bob, 3, &clock);
                 }
             }
         })
         .await;
         let expected = [0, 0, sent_out, sent_out, 0, 0];
-        let outbound = Samples::collect(&mut b.seen, &expected, Duration::from_secs(10)).await;
-        check_delivery(&outbound, &expected, "latency, outbound")?;
+        let outbound = collect_all(&mut b.seen, &expected, "latency, outbound").await?;
         // L alone, both ways at the rate: the hop the gateway path adds.
         let sent_l = load::paced(sizes.latency_rate, sizes.latency_time, |i| {
             if i % 2 == 0 {
@@ -436,8 +432,7 @@ async fn traffic(
         })
         .await;
         let expected = [0, 0, 0, 0, sent_l.div_ceil(2), sent_l / 2];
-        let local = Samples::collect(&mut b.seen, &expected, Duration::from_secs(10)).await;
-        check_delivery(&local, &expected, "latency, L alone")?;
+        let local = collect_all(&mut b.seen, &expected, "latency, L alone").await?;
         let mut flows = [
             inbound.flows[0].clone(),
             inbound.flows[1].clone(),
@@ -614,13 +609,30 @@ async fn counters(admin: &mut Client, id: &str) -> Result<(u64, u64)> {
     Ok((value("policy-decisions")?, value("policy-cpu-us")?))
 }
 
-fn check_delivery(got: &Samples, expected: &[u64], what: &str) -> Result<()> {
+/// Which path sends first at tick `i` (the gateway's is `true`): it
+/// alternates, so that neither always waits behind the other.
+fn in_turn(i: u64) -> [bool; 2] {
+    if i.is_multiple_of(2) {
+        [true, false]
+    } else {
+        [false, true]
+    }
+}
+
+/// Waits for the messages `expected` counts per flow; a missing one is a
+/// fault (lost), not a measurement.
+async fn collect_all(
+    seen: &mut mpsc::UnboundedReceiver<Seen>,
+    expected: &[u64],
+    what: &str,
+) -> Result<Samples> {
+    let got = Samples::collect(seen, expected, Duration::from_secs(10)).await;
     for (flow, (f, &n)) in got.flows.iter().zip(expected).enumerate() {
         if (f.len() as u64) < n {
             bail!("{what}: flow {flow} delivered {} of {n}", f.len());
         }
     }
-    Ok(())
+    Ok(got)
 }
 
 /// Memory per idle foreign session, then a login storm after a restart.

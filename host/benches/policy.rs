@@ -111,7 +111,7 @@ fn event_native() -> (pizzja_sdk::Event, pizzja_sdk::Facts) {
 
 /// Median and p99 of per-call times over `batches` batches of `per` calls.
 fn measure(batches: usize, per: usize, mut f: impl FnMut()) -> (Duration, Duration) {
-    let mut samples: Vec<Duration> = (0..batches)
+    let samples: Vec<Duration> = (0..batches)
         .map(|_| {
             let start = Instant::now();
             for _ in 0..per {
@@ -120,6 +120,10 @@ fn measure(batches: usize, per: usize, mut f: impl FnMut()) -> (Duration, Durati
             start.elapsed() / per as u32
         })
         .collect();
+    median_p99(samples)
+}
+
+fn median_p99(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     (
         samples[samples.len() / 2],
@@ -183,11 +187,7 @@ fn main() {
             }
             samples.push(start.elapsed() / per as u32);
         }
-        samples.sort();
-        (
-            samples[samples.len() / 2],
-            samples[(samples.len() * 99 / 100).min(samples.len() - 1)],
-        )
+        median_p99(samples)
     });
     println!("decision from a tokio task:     median {hop_med:?}, p99 {hop_p99:?}");
     println!(
@@ -199,7 +199,7 @@ fn main() {
     // in the CPU's caches. The same decision after 8 MiB of other memory
     // traffic, timed alone.
     let mut other = vec![0u8; 8 << 20];
-    let mut cold: Vec<Duration> = (0..batches.min(200))
+    let cold: Vec<Duration> = (0..batches.min(200))
         .map(|i| {
             for b in other.iter_mut().step_by(64) {
                 *b = b.wrapping_add(i as u8);
@@ -210,12 +210,8 @@ fn main() {
             start.elapsed()
         })
         .collect();
-    cold.sort();
-    println!(
-        "decision with cold caches:      median {:?}, p99 {:?}",
-        cold[cold.len() / 2],
-        cold[(cold.len() * 99 / 100).min(cold.len() - 1)]
-    );
+    let (cold_med, cold_p99) = median_p99(cold);
+    println!("decision with cold caches:      median {cold_med:?}, p99 {cold_p99:?}");
 
     // 2. Swapping in a module, cold and warm cache.
     let cache = tempfile::tempdir().expect("tempdir");

@@ -214,16 +214,16 @@ fn sighup_reloads_the_policy_and_sigterm_exits_cleanly() {
     // SIGHUP while the policy is still being loaded must not end it.
     wait_for("pizzja starting");
     let pid = child.id().to_string();
-    let hup = || {
+    let signal = |name: &str| {
         assert!(
             Command::new("kill")
-                .args(["-HUP", &pid])
+                .args([name, &pid])
                 .status()
                 .expect("kill")
                 .success()
         )
     };
-    hup();
+    signal("-HUP");
     wait_for("policy loaded");
     wait_for("component link failed");
     let hostile = std::fs::read(pizzja_host::testing::policy_path(
@@ -231,16 +231,10 @@ fn sighup_reloads_the_policy_and_sigterm_exits_cleanly() {
     ))
     .expect("built");
     std::fs::write(&module, hostile).expect("replace the module");
-    hup();
+    signal("-HUP");
     let swapped = wait_for("policy swapped in");
     assert!(swapped.contains("policy.wasm"), "{swapped}");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    signal("-TERM");
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "SIGTERM is a clean shutdown");
 }
