@@ -60,6 +60,9 @@ struct Args {
     /// Runs of each latency and CPU measurement (default 5; smoke: 1).
     #[arg(long)]
     runs: Option<usize>,
+    /// The gateway's `runtime.threads` (default: the gateway's default).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// How much of everything.
@@ -261,7 +264,10 @@ async fn bench(args: &Args, sizes: &Sizes, report: &mut Report) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("pizzja.sqlite3");
     let cache = dir.path().join("cache");
-    let extra = format!("[policy]\ncache_dir = \"{}\"\n", cache.display());
+    let mut extra = format!("[policy]\ncache_dir = \"{}\"\n", cache.display());
+    if let Some(threads) = args.threads {
+        extra.push_str(&format!("[runtime]\nthreads = {threads}\n"));
+    }
     let toml = local
         .gateway_toml_to(&foreign, &db, &extra)
         .replace("login_timeout_secs = 10", "login_timeout_secs = 60");
@@ -858,8 +864,9 @@ impl Report {
         )?;
         writeln!(
             o,
-            "- Set-up: two Prosodys on loopback (L with the component, F the foreign server; Nagle off, `internal_hashed` accounts as in production, logging at `warn`); the `pizzja` binary ({}) in its own process with the built-in default policy (logging at `info`); the load clients (tokio-xmpp) in one more process. {} registrations.\n",
+            "- Set-up: two Prosodys on loopback (L with the component, F the foreign server; Nagle off, `internal_hashed` accounts as in production, logging at `warn`); the `pizzja` binary ({}) in its own process with the built-in default policy (logging at `info`, `runtime.threads` = {}); the load clients (tokio-xmpp) in one more process. {} registrations.\n",
             args.gateway.display(),
+            args.threads.map_or("default".into(), |t| t.to_string()),
             self.registrations
         )?;
 

@@ -63,12 +63,7 @@ impl GatewayProcess {
     /// Starts `pizzja run --config CONFIG` and waits for `pizzja ready`.
     pub fn start(binary: &Path, config: &Path) -> Result<GatewayProcess> {
         let started = Instant::now();
-        let mut command = Command::new(binary);
-        if let Ok(n) = std::env::var("PIZZJA_BENCH_GATEWAY_WORKERS") {
-            // tokio reads this for its number of worker threads.
-            command.env("TOKIO_WORKER_THREADS", n);
-        }
-        let mut child = command
+        let mut child = Command::new(binary)
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")

@@ -36,6 +36,14 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     foreign: RawForeign,
+    #[serde(default)]
+    runtime: RawRuntime,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +149,9 @@ pub struct Config {
     pub queue_limit: usize,
     /// Foreign logins in flight at once, gateway-wide.
     pub max_concurrent_logins: usize,
+    /// Threads running the gateway's tasks (sessions, accounts, policy
+    /// calls); 0 means one per CPU.
+    pub threads: usize,
 }
 
 impl Config {
@@ -259,6 +270,7 @@ impl Config {
             iq_timeout: Duration::from_secs(f.iq_timeout_secs.unwrap_or(60)),
             queue_limit: f.queue_limit.unwrap_or(256),
             max_concurrent_logins: f.max_concurrent_logins.unwrap_or(32).max(1),
+            threads: raw.runtime.threads.unwrap_or(1),
         })
     }
 }
@@ -286,6 +298,10 @@ secret = "s3cret"
         let zero = format!("{MINIMAL}\n[foreign]\nmax_concurrent_logins = 0");
         let c = Config::parse(&zero, Path::new(".")).expect("valid");
         assert_eq!(c.max_concurrent_logins, 1, "0 would stop every login");
+        assert_eq!(c.threads, 1);
+        let all = format!("{MINIMAL}\n[runtime]\nthreads = 0");
+        let c = Config::parse(&all, Path::new(".")).expect("valid");
+        assert_eq!(c.threads, 0, "0 is one per CPU, decided by the runtime");
     }
 
     #[test]

@@ -217,7 +217,20 @@ fn new_policy(dir: &Path, source: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn run(config: &Path) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The file first, for the number of threads; reading TOML is quick, so a
+    // SIGHUP that early is as unlikely as it is harmless to miss.
+    let parsed = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pizzja: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if parsed.threads > 0 {
+        builder.worker_threads(parsed.threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pizzja: failed to start the runtime: {e}");
@@ -237,10 +250,13 @@ fn run(config: &Path) -> ExitCode {
             }
         }
     };
-    tracing::info!(config = %config.display(), "pizzja starting");
-    let (_, prepared) = match load(config) {
+    tracing::info!(config = %config.display(), threads = parsed.threads, "pizzja starting");
+    let prepared = match pizzja_host::prepare(parsed) {
         Ok(p) => p,
-        Err(code) => return code,
+        Err(e) => {
+            eprintln!("pizzja: {e:#}");
+            return ExitCode::from(2);
+        }
     };
     let result = runtime.block_on(async {
         let (stop, shutdown) = tokio::sync::watch::channel(false);

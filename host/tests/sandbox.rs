@@ -90,6 +90,42 @@ fn an_endless_loop_is_stopped_at_the_deadline() {
 }
 
 #[test]
+fn a_looping_guest_lets_other_tasks_run_until_its_deadline() {
+    let engine = engine();
+    // One thread: if the guest held it, nothing else could run meanwhile.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (ran, seen) = tokio::sync::watch::channel(0u32);
+        let other = tokio::spawn(async move {
+            for n in 1.. {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let _ = ran.send(n);
+            }
+        });
+        let start = Instant::now();
+        let err = engine
+            .decide(message("loop"), facts())
+            .await
+            .expect_err("interrupted");
+        let elapsed = start.elapsed();
+        other.abort();
+        assert!(format!("{err}").contains("trapped"), "{err}");
+        assert!(
+            *seen.borrow() > 0,
+            "no other task ran while the guest looped"
+        );
+        assert!(
+            elapsed >= limits().deadline,
+            "stopped after {elapsed:?}, before its deadline"
+        );
+    });
+    assert_recovers(&engine);
+}
+
+#[test]
 fn a_memory_bomb_hits_the_cap() {
     let engine = engine();
     let err = engine

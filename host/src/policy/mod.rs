@@ -21,9 +21,9 @@ pub mod scenario;
 use anyhow::Result;
 use bindings::{Action, Event, Facts};
 use sha1::{Digest, Sha1};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config as WasmConfig, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -31,8 +31,37 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// The default policy, built by `build.rs`.
 pub const BUILTIN_DEFAULT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/default_policy.wasm"));
 
-/// How often the epoch advances; deadlines are counted in these ticks.
+/// How often the epoch advances while a call is running: a call's deadline
+/// is checked, and a looping guest yields, at every tick.
 const TICK: Duration = Duration::from_millis(10);
+/// How often the ticker looks for running calls when it saw none. Waking
+/// 100 times a second cost the gateway ~9 ms of CPU a second on the
+/// benchmark VM (BENCHMARKS.md), and nearly all calls end within one tick
+/// unseen. The first check of a call may come this late, so a looping guest
+/// first yields after at most this long; its deadline is still kept to
+/// within a tick, since it is measured from the call's start.
+const QUIET_TICK: Duration = Duration::from_millis(50);
+
+/// Calls (decide, init) running now, in every engine: the ticker ticks
+/// fast only while there are some.
+static CALLS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a call as running for as long as it lives (a call cancelled by
+/// its wall-clock bound is dropped, not finished).
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        CALLS_RUNNING.fetch_add(1, Ordering::Relaxed);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        CALLS_RUNNING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Why a decision failed. The caller falls back; the gateway carries on.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +100,8 @@ struct State {
     /// The account being decided; its store is the only one reachable.
     account: Option<String>,
     backend: Arc<dyn StateBackend>,
-    /// Epoch ticks the running call may still use.
-    ticks_left: u64,
+    /// When the running call must have ended.
+    deadline: Instant,
 }
 
 /// Size limits of one account's policy store (the WIT `store` interface).
@@ -524,6 +553,7 @@ impl Core {
             Some(inst) => inst,
             None => instantiate(&self.engine, &loaded, self.limits).await?,
         };
+        let _running = Running::start();
         arm_deadline(&mut inst.store, self.limits);
         // Instances serve every account: scope the store to this one.
         inst.store.data_mut().account = Some(facts.local_jid.clone());
@@ -587,10 +617,6 @@ fn wt<T>(r: wasmtime::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
     r.map_err(|e| anyhow::anyhow!("{}: {e:#}", what()))
 }
 
-fn ticks(d: Duration) -> u64 {
-    (d.as_millis() / TICK.as_millis()).max(1) as u64 + 1
-}
-
 /// A future that adds up the thread CPU time of each of its polls: the work
 /// it did itself, not what the thread ran while it was suspended.
 struct Timed<F> {
@@ -619,24 +645,22 @@ impl<F: std::future::Future> std::future::Future for Timed<F> {
     }
 }
 
-/// Gives the next call its budget of epoch ticks (see [`on_epoch_tick`]).
+/// Starts the next call's deadline (see [`on_epoch_tick`]).
 fn arm_deadline(store: &mut Store<State>, limits: Limits) {
-    store.data_mut().ticks_left = ticks(limits.deadline);
+    store.data_mut().deadline = Instant::now() + limits.deadline;
     store.set_epoch_deadline(1);
 }
 
-/// At every epoch tick during a call: up to the deadline, a looping guest
+/// At every epoch tick during a call: before the deadline, a looping guest
 /// yields to the runtime (so it holds no worker thread); past it, it traps.
 fn on_epoch_tick(
-    mut ctx: wasmtime::StoreContextMut<'_, State>,
+    ctx: wasmtime::StoreContextMut<'_, State>,
 ) -> wasmtime::Result<wasmtime::UpdateDeadline> {
-    let state = ctx.data_mut();
-    if state.ticks_left == 0 {
+    if Instant::now() >= ctx.data().deadline {
         return Err(wasmtime::Error::msg(
             "the policy ran past its deadline (wasm trap: interrupt)",
         ));
     }
-    state.ticks_left -= 1;
     Ok(wasmtime::UpdateDeadline::Yield(1))
 }
 
@@ -668,12 +692,13 @@ async fn instantiate(
             .build(),
         account: None,
         backend: loaded.state.clone(),
-        ticks_left: 0,
+        deadline: Instant::now(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
     store.epoch_deadline_callback(on_epoch_tick);
     arm_deadline(&mut store, limits);
+    let _running = Running::start();
     let made = tokio::time::timeout(wall_limit(limits), async {
         let policy = loaded
             .pre
@@ -719,16 +744,20 @@ impl wasmtime_wasi::HostMonotonicClock for StoppedClock {
     }
 }
 
-/// Advances the engine's epoch every tick for as long as the engine lives.
+/// Advances the engine's epoch for as long as the engine lives: every tick
+/// while calls run, and otherwise only looks again a little later.
 fn start_ticker(engine: &Engine) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("pizzja-epoch".into())
         .spawn(move || {
             while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
+                let busy = CALLS_RUNNING.load(Ordering::Relaxed) > 0;
+                if busy {
+                    engine.increment_epoch();
+                }
                 drop(engine);
-                std::thread::sleep(TICK);
+                std::thread::sleep(if busy { TICK } else { QUIET_TICK });
             }
         })
         .expect("spawning the epoch thread");
