@@ -32,8 +32,11 @@
 
 extern crate self as pizzja_sdk;
 
+mod alloc;
 mod escape;
 mod jid;
+
+pub use alloc::SmallAlloc;
 
 pub use escape::{escape, unescape};
 pub use jid::{JidParts, split_resource};

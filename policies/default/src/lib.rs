@@ -43,6 +43,16 @@ impl Policy for DefaultPolicy {
 #[cfg(feature = "export")]
 pizzja_sdk::export_policy!(DefaultPolicy);
 
+// Small blocks from free lists instead of dlmalloc: a sixth of a decision
+// went to allocating and freeing (BENCHMARKS.md).
+#[cfg(all(
+    feature = "export",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOC: pizzja_sdk::SmallAlloc = pizzja_sdk::SmallAlloc::new();
+
 /// SPEC section 3: sessions follow local presence sent to T.
 fn to_the_gateway(local: &LocalStanza, facts: &Facts) -> Vec<Action> {
     let stanza = &local.stanza;
