@@ -484,9 +484,10 @@ async fn traffic(
             // asserts nothing about time).
             if run.delivered != run.sent {
                 bail!(
-                    "only {} of {} stanzas arrived at the steady rate",
+                    "only {} of {} stanzas arrived at the steady rate on the {} path",
                     run.delivered,
-                    run.sent
+                    run.sent,
+                    if gateway_path { "gateway" } else { "direct" }
                 );
             }
             report.cpu.push(run);
@@ -577,7 +578,9 @@ async fn phase(
     } else {
         [0, a, 0, z, 0, 0]
     };
-    let mut got = Samples::collect(&mut b.seen, &expected, Duration::from_secs(5)).await;
+    // Generous: a stall of the machine (seen once: the L hop alone at 600 ms
+    // p99) delays stanzas without losing them.
+    let mut got = Samples::collect(&mut b.seen, &expected, Duration::from_secs(30)).await;
     let wall = start.elapsed();
     let after = pids.map(procfs::cpu);
     let stats_after = counters(&mut c.admin, "s1").await?;
