@@ -34,12 +34,13 @@ pub const BUILTIN_DEFAULT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/def
 /// How often the epoch advances while a call is running: a call's deadline
 /// is checked, and a looping guest yields, at every tick.
 const TICK: Duration = Duration::from_millis(10);
-/// How often the ticker looks for running calls when it saw none. Waking
-/// 100 times a second cost the gateway ~9 ms of CPU a second on the
-/// benchmark VM (BENCHMARKS.md), and nearly all calls end within one tick
-/// unseen. The first check of a call may come this late, so a looping guest
-/// first yields after at most this long; its deadline is still kept to
-/// within a tick, since it is measured from the call's start.
+/// How often, at most, the ticker looks for running calls when it saw
+/// none (half the deadline if that is shorter). Waking 100 times a second
+/// cost the gateway ~9 ms of CPU a second on the benchmark VM
+/// (BENCHMARKS.md), and nearly all calls end within one tick unseen. The
+/// first check of a call may come this late, so a looping guest first
+/// yields after at most this long; its deadline is still kept to within a
+/// tick, since it is measured from the call's start.
 const QUIET_TICK: Duration = Duration::from_millis(50);
 
 /// Calls (decide, init) running now, in every engine: the ticker ticks
@@ -362,7 +363,7 @@ impl PolicyEngine {
             |s| s,
         )
         .map_err(|e| anyhow::anyhow!("failed to link the policy store: {e:#}"))?;
-        start_ticker(&engine);
+        start_ticker(&engine, limits.deadline);
         let first = Self::compile_with(&engine, &linker, limits, &state, name, bytes, config)?;
         let (events, _) = tokio::sync::broadcast::channel(64);
         let core = Arc::new(Core {
@@ -777,7 +778,8 @@ impl wasmtime_wasi::HostMonotonicClock for StoppedClock {
 
 /// Advances the engine's epoch for as long as the engine lives: every tick
 /// while calls run, and otherwise only looks again a little later.
-fn start_ticker(engine: &Engine) {
+fn start_ticker(engine: &Engine, deadline: Duration) {
+    let quiet = (deadline / 2).clamp(TICK, QUIET_TICK);
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("pizzja-epoch".into())
@@ -788,7 +790,7 @@ fn start_ticker(engine: &Engine) {
                     engine.increment_epoch();
                 }
                 drop(engine);
-                std::thread::sleep(if busy { TICK } else { QUIET_TICK });
+                std::thread::sleep(if busy { TICK } else { quiet });
             }
         })
         .expect("spawning the epoch thread");
