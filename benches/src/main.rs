@@ -982,7 +982,7 @@ impl Report {
             writeln!(o, "### 2b. Saturation\n")?;
             writeln!(
                 o,
-                "Each path alone at rising rates ({:.1} s each); sustained means every stanza arrived and the p99 stayed under 100 ms (no backlog). CPU as % of one core; the policy share as in section 4 (its caches are warmer at higher rates).\n",
+                "Each path alone at rising rates ({:.1} s each); sustained means every stanza arrived and the p99 stayed under 100 ms (no backlog). CPU as % of one core; the policy share as in section 4.\n",
                 self.saturation_time.as_secs_f64()
             )?;
             writeln!(
