@@ -191,6 +191,11 @@ impl CpuRun {
         // No loss, and no backlog building up behind the sender.
         self.delivered == self.sent && self.p99 < 100_000_000
     }
+
+    /// The policy's CPU as % of the gateway's.
+    fn policy_share(&self) -> f64 {
+        100.0 * self.policy.as_secs_f64() / self.gateway.as_secs_f64().max(1e-9)
+    }
 }
 
 /// The servers, the gateway and the latency clients.
@@ -955,9 +960,7 @@ impl Report {
                 "\n**Gateway CPU per forwarded stanza: {gw_cost:.1} µs, against {prosody_cost:.1} µs of Prosody's per stanza it routes on the direct path: {:.2}× Prosody's.**\n",
                 gw_cost / prosody_cost.max(1e-9)
             )?;
-            let share = m(&gw, &|r| {
-                100.0 * r.policy.as_secs_f64() / r.gateway.as_secs_f64().max(1e-9)
-            });
+            let share = m(&gw, &CpuRun::policy_share);
             let per_decision = m(&gw, &|r| {
                 r.policy.as_secs_f64() * 1e6 / r.decisions.max(1) as f64
             });
@@ -1005,10 +1008,7 @@ impl Report {
                     util(r.load, r.wall),
                     per_stanza_us(r.gateway, r.delivered),
                     if r.gateway_path {
-                        format!(
-                            "{:.1}%",
-                            100.0 * r.policy.as_secs_f64() / r.gateway.as_secs_f64().max(1e-9)
-                        )
+                        format!("{:.1}%", r.policy_share())
                     } else {
                         "".into()
                     },

@@ -44,21 +44,19 @@ fn starts_with_code(s: &str) -> bool {
 /// ```
 pub fn escape(input: &str) -> String {
     let mut out = String::with_capacity(input.len() + 8);
-    // The ten characters are ASCII: scan bytes, copy the runs between them.
+    // The ten characters are ASCII space and punctuation: scan bytes, pass
+    // over letters and digits at once, copy the runs between escapes.
     let mut copied = 0;
     for (i, b) in input.bytes().enumerate() {
-        if !matches!(
-            b,
-            b' ' | b'"' | b'&' | b'\'' | b'/' | b':' | b'<' | b'>' | b'@' | b'\\'
-        ) {
-            continue;
-        }
-        if b == b'\\' && !starts_with_code(&input[i + 1..]) {
+        if !(b == b' ' || b.is_ascii_punctuation()) {
             continue;
         }
         let Some(code) = code_of(char::from(b)) else {
             continue;
         };
+        if b == b'\\' && !starts_with_code(&input[i + 1..]) {
+            continue;
+        }
         out.push_str(&input[copied..i]);
         out.push('\\');
         out.push_str(code);

@@ -94,13 +94,22 @@ fn main() -> ExitCode {
 }
 
 fn load(config: &Path) -> Result<(Config, pizzja_host::Prepared), ExitCode> {
-    match Config::load(config).and_then(|c| Ok((c.clone(), pizzja_host::prepare(c)?))) {
-        Ok(p) => Ok(p),
-        Err(e) => {
-            eprintln!("pizzja: {e:#}");
-            Err(ExitCode::from(2))
-        }
-    }
+    let parsed = read_config(config)?;
+    Ok((parsed.clone(), prepare(parsed)?))
+}
+
+fn read_config(config: &Path) -> Result<Config, ExitCode> {
+    Config::load(config).map_err(unusable)
+}
+
+fn prepare(config: Config) -> Result<pizzja_host::Prepared, ExitCode> {
+    pizzja_host::prepare(config).map_err(unusable)
+}
+
+/// Says what is wrong with the configuration or the policy: exit code 2.
+fn unusable(e: anyhow::Error) -> ExitCode {
+    eprintln!("pizzja: {e:#}");
+    ExitCode::from(2)
 }
 
 fn check(path: &Path, scenarios: &[PathBuf]) -> ExitCode {
@@ -219,12 +228,9 @@ fn new_policy(dir: &Path, source: Option<PathBuf>) -> anyhow::Result<()> {
 fn run(config: &Path) -> ExitCode {
     // The file first, for the number of threads; reading TOML is quick, so a
     // SIGHUP that early is as unlikely as it is harmless to miss.
-    let parsed = match Config::load(config) {
+    let parsed = match read_config(config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("pizzja: {e:#}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if parsed.threads > 0 {
@@ -251,12 +257,9 @@ fn run(config: &Path) -> ExitCode {
         }
     };
     tracing::info!(config = %config.display(), threads = parsed.threads, "pizzja starting");
-    let prepared = match pizzja_host::prepare(parsed) {
+    let prepared = match prepare(parsed) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("pizzja: {e:#}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
