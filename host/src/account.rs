@@ -12,8 +12,11 @@
 
 use crate::gateway::Shared;
 use crate::policy::bindings as wit;
-use crate::storage::Registration;
-use crate::xmpp::foreign::{self, Command, LoginFailure, Outgoing, Report, SessionParams};
+use crate::storage::{KeptSalted, Registration};
+use crate::xmpp::foreign::{
+    self, Command, LoginFailure, LoginSecret, Outgoing, Report, SessionParams,
+};
+use crate::xmpp::scram::SaltedCache;
 use crate::xmpp::{Kind, error_reply, parse_stanza, payload_ns, set_attr, to_xml};
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
@@ -116,6 +119,9 @@ pub struct Account {
     /// Controllers not seen since the last link reset, and which reset.
     unconfirmed: Vec<String>,
     resets: u64,
+    /// The SCRAM salted password of the foreign logins, read from the
+    /// database when the first session opens.
+    salted: Option<SaltedCache>,
 }
 
 fn now_ms() -> u64 {
@@ -142,6 +148,7 @@ pub fn spawn(reg: Registration, shared: Arc<Shared>) -> mpsc::UnboundedSender<In
         timers_tx,
         unconfirmed: Vec::new(),
         resets: 0,
+        salted: None,
     };
     tokio::spawn(account.run(rx, reports_rx, timers_rx));
     tx
@@ -669,7 +676,10 @@ impl Account {
         let generation = self.generation;
         let params = SessionParams {
             jid,
-            password: self.reg.password.clone(),
+            secret: LoginSecret {
+                password: self.reg.password.clone(),
+                salted: self.salted_cache(),
+            },
             connector: self
                 .shared
                 .connector_for(self.reg.foreign.domain().as_str()),
@@ -687,6 +697,32 @@ impl Account {
                 generation,
             },
         );
+    }
+
+    /// The account's salted passwords, shared by its sessions; a session
+    /// that derives one hands it to the database writer.
+    fn salted_cache(&mut self) -> SaltedCache {
+        let (shared, reg) = (&self.shared, &self.reg);
+        self.salted
+            .get_or_insert_with(|| {
+                let kept = shared
+                    .storage
+                    .salted_password(&reg.local)
+                    .unwrap_or_else(|e| {
+                        warn!(local = %reg.local, error = %e, "could not read the salted password; deriving it again");
+                        None
+                    });
+                let (writer, reg) = (shared.keep_salted.clone(), reg.clone());
+                SaltedCache::new(kept, shared.scram.clone(), move |salted| {
+                    let _ = writer.send(KeptSalted {
+                        local: reg.local.clone(),
+                        foreign: reg.foreign.clone(),
+                        password: reg.password.clone(),
+                        salted,
+                    });
+                })
+            })
+            .clone()
     }
 
     /// The stanza an action sends: the event's, or one the policy wrote.

@@ -41,6 +41,10 @@ pub struct Shared {
     pub reloads: mpsc::Sender<crate::policy::reload::Request>,
     /// Foreign login slots (`[foreign] max_concurrent_logins`).
     pub logins: Arc<tokio::sync::Semaphore>,
+    /// SCRAM salted passwords derived and reused by foreign logins.
+    pub scram: Arc<crate::xmpp::scram::Counters>,
+    /// Salted passwords for the database (see [`crate::keep_salted`]).
+    pub keep_salted: mpsc::UnboundedSender<crate::storage::KeptSalted>,
 }
 
 impl Shared {
@@ -766,8 +770,16 @@ fn stats_of(shared: &Shared, accounts_running: usize) -> String {
     let policy = shared.engine.stats();
     let registered = shared.storage.locals().map_or(0, |l| l.len());
     format!(
-        "registered: {registered}\naccounts-running: {accounts_running}\nlogins-in-flight: {}\npolicy-decisions: {}\npolicy-cpu-us: {}",
+        "registered: {registered}\naccounts-running: {accounts_running}\nlogins-in-flight: {}\nscram-keys-derived: {}\nscram-keys-reused: {}\npolicy-decisions: {}\npolicy-cpu-us: {}",
         shared.config.max_concurrent_logins - shared.logins.available_permits(),
+        shared
+            .scram
+            .derived
+            .load(std::sync::atomic::Ordering::Relaxed),
+        shared
+            .scram
+            .reused
+            .load(std::sync::atomic::Ordering::Relaxed),
         policy.decisions,
         policy.cpu_ns / 1000,
     )

@@ -131,6 +131,8 @@ pub async fn run(
     ));
     let (reloads, reload_requests) = mpsc::channel(8);
     let config_logins = config.max_concurrent_logins;
+    let (keep_salted_tx, salted) = mpsc::unbounded_channel();
+    let salted_writer = tokio::spawn(keep_salted(storage.clone(), salted, shutdown.clone()));
     let shared = Arc::new(Shared {
         config,
         storage,
@@ -139,6 +141,8 @@ pub async fn run(
         tls,
         reloads: reloads.clone(),
         logins: Arc::new(tokio::sync::Semaphore::new(config_logins)),
+        scram: Arc::default(),
+        keep_salted: keep_salted_tx,
     });
     tokio::spawn(policy::reload::serve(shared.clone(), reload_requests));
     // Kept alive for as long as the gateway runs.
@@ -172,7 +176,7 @@ pub async fn run(
                 Some(LinkEvent::Stanza(el)) => router.route(el).await,
                 None => break,
             },
-                        Some(c) = control.recv() => router.on_control(c).await,
+            Some(c) = control.recv() => router.on_control(c).await,
             Some(()) = hangup.recv() => {
                 let _ = reloads.send(policy::reload::Request { origin: "SIGHUP", reply: None }).await;
             }
@@ -182,5 +186,51 @@ pub async fn run(
     info!("shutting down");
     router.stop_all();
     let _ = link_task.await;
+    let _ = salted_writer.await;
     Ok(())
+}
+
+/// Writes the salted passwords sessions derive, many per transaction: the
+/// first start with thousands of registrations derives thousands at once,
+/// and a transaction (an fsync) each would hold the database for seconds.
+/// At shutdown it writes what is queued, then ends; one that is lost all
+/// the same (a crash, a full disk) is only derived again.
+async fn keep_salted(
+    storage: Arc<storage::Storage>,
+    mut derived: mpsc::UnboundedReceiver<storage::KeptSalted>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let write = |items: Vec<storage::KeptSalted>| {
+        let storage = storage.clone();
+        async move {
+            match tokio::task::spawn_blocking(move || storage.keep_salted_passwords(&items)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    let error = format!("{e:#}");
+                    tracing::warn!(%error, "could not keep salted passwords; they will be derived again");
+                }
+                Err(e) => tracing::warn!(error = %e, "keeping salted passwords failed"),
+            }
+        }
+    };
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            n = derived.recv_many(&mut batch, 1024) => {
+                if n == 0 {
+                    return;
+                }
+                write(std::mem::take(&mut batch)).await;
+            }
+            _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => {
+                while let Ok(item) = derived.try_recv() {
+                    batch.push(item);
+                }
+                if !batch.is_empty() {
+                    write(batch).await;
+                }
+                return;
+            }
+        }
+    }
 }

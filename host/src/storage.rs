@@ -1,6 +1,7 @@
 //! Registrations, kept in SQLite: one foreign account per local account.
 
 use crate::config::Secret;
+use crate::xmpp::scram::{SaltedPassword, ScramHash};
 use anyhow::{Context, Result};
 use jid::BareJid;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -17,6 +18,21 @@ pub struct Registration {
     /// F's password.
     pub password: Secret,
 }
+
+/// A salted password to keep, with the registration it was derived for.
+#[derive(Debug, Clone)]
+pub struct KeptSalted {
+    /// L.
+    pub local: BareJid,
+    /// F, as registered when the session logged in.
+    pub foreign: BareJid,
+    /// F's password, as registered when the session logged in.
+    pub password: Secret,
+    /// What was derived from it.
+    pub salted: SaltedPassword,
+}
+
+const FORGET_SALTED: &str = "DELETE FROM scram_salted WHERE local_jid = ?1";
 
 const UPSERT: &str =
     "INSERT INTO registrations (local_jid, foreign_jid, password) VALUES (?1, ?2, ?3)
@@ -47,6 +63,15 @@ impl Storage {
                 foreign_jid TEXT NOT NULL,
                 password    TEXT NOT NULL,
                 created_at  INTEGER NOT NULL DEFAULT (unixepoch())
+            );
+            -- SCRAM salted passwords of the registrations' foreign logins
+            -- (xmpp::scram): as secret as the passwords beside them.
+            CREATE TABLE IF NOT EXISTS scram_salted (
+                local_jid  TEXT PRIMARY KEY NOT NULL,
+                mechanism  TEXT NOT NULL,
+                salt       BLOB NOT NULL,
+                iterations INTEGER NOT NULL,
+                salted     BLOB NOT NULL
             );",
         )
         .with_context(|| format!("failed to prepare database `{}`", path.display()))?;
@@ -63,12 +88,15 @@ impl Storage {
 
     /// Stores (or replaces) L's registration.
     pub fn put(&self, r: &Registration) -> Result<()> {
-        self.conn()
-            .execute(
-                UPSERT,
-                params![r.local.as_str(), r.foreign.as_str(), r.password.0],
-            )
-            .context("failed to store registration")?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            UPSERT,
+            params![r.local.as_str(), r.foreign.as_str(), r.password.0],
+        )
+        .context("failed to store registration")?;
+        tx.execute(FORGET_SALTED, params![r.local.as_str()])?;
+        tx.commit().context("failed to store registration")?;
         Ok(())
     }
 
@@ -83,6 +111,7 @@ impl Storage {
                 params![r.local.as_str(), r.foreign.as_str(), r.password.0],
             )
             .context("failed to store registration")?;
+            tx.execute(FORGET_SALTED, params![r.local.as_str()])?;
         }
         tx.commit().context("failed to store registrations")?;
         Ok(())
@@ -121,15 +150,80 @@ impl Storage {
         Ok(n > 0)
     }
 
-    /// Deletes L's registration's policy state as well (see [`Storage::remove`]).
+    /// Deletes L's registration's policy state and salted password as well
+    /// (see [`Storage::remove`]).
     fn forget_state(&self, local: &BareJid) -> Result<()> {
-        self.conn()
-            .execute(
-                "DELETE FROM policy_state WHERE account = ?1",
-                params![local.as_str()],
-            )
-            .context("failed to delete policy state")?;
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM policy_state WHERE account = ?1",
+            params![local.as_str()],
+        )
+        .context("failed to delete policy state")?;
+        conn.execute(FORGET_SALTED, params![local.as_str()])
+            .context("failed to delete the salted password")?;
         Ok(())
+    }
+
+    /// The SCRAM salted password kept for L's foreign logins, if any.
+    pub fn salted_password(&self, local: &BareJid) -> Result<Option<SaltedPassword>> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT mechanism, salt, iterations, salted FROM scram_salted WHERE local_jid = ?1",
+                params![local.as_str()],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Vec<u8>>(1)?,
+                        row.get::<_, u32>(2)?,
+                        row.get::<_, Vec<u8>>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .context("failed to read the salted password")?;
+        Ok(row.and_then(|(mechanism, salt, iterations, key)| {
+            Some(SaltedPassword {
+                hash: ScramHash::from_mechanism(&mechanism)?,
+                salt,
+                iterations,
+                key,
+            })
+        }))
+    }
+
+    /// Keeps salted passwords, in one transaction. Each is kept only if the
+    /// registration is still the one it was derived for (same foreign
+    /// account, same password): one derived by a session of an account
+    /// that has registered again since must not outlive it. Returns how
+    /// many were kept.
+    pub fn keep_salted_passwords(&self, items: &[KeptSalted]) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut kept = 0;
+        for k in items {
+            kept += tx
+                .execute(
+                    "INSERT INTO scram_salted (local_jid, mechanism, salt, iterations, salted)
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (
+                         SELECT 1 FROM registrations
+                         WHERE local_jid = ?1 AND foreign_jid = ?6 AND password = ?7)
+                     ON CONFLICT(local_jid) DO UPDATE SET
+                         mechanism = ?2, salt = ?3, iterations = ?4, salted = ?5",
+                    params![
+                        k.local.as_str(),
+                        k.salted.hash.mechanism(),
+                        k.salted.salt,
+                        k.salted.iterations,
+                        k.salted.key,
+                        k.foreign.as_str(),
+                        k.password.0,
+                    ],
+                )
+                .context("failed to keep a salted password")?;
+        }
+        tx.commit().context("failed to keep salted passwords")?;
+        Ok(kept)
     }
 
     /// Every registered local account.
@@ -269,6 +363,70 @@ mod tests {
         assert_eq!(
             s.get(&r.local).expect("get").map(|r| r.foreign),
             Some(jid("y@f.test"))
+        );
+    }
+
+    fn salted(key: u8) -> SaltedPassword {
+        SaltedPassword {
+            hash: ScramHash::Sha1,
+            salt: b"salt".to_vec(),
+            iterations: 4096,
+            key: vec![key; 20],
+        }
+    }
+
+    #[test]
+    fn salted_passwords_are_kept_only_for_the_registration_they_came_from() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let s = Storage::open(&path).expect("open");
+        let r = Registration {
+            local: jid("a@l.test"),
+            foreign: jid("x@f.test"),
+            password: Secret("1".into()),
+        };
+        s.put(&r).expect("put");
+        let kept = |r: &Registration, key| KeptSalted {
+            local: r.local.clone(),
+            foreign: r.foreign.clone(),
+            password: r.password.clone(),
+            salted: salted(key),
+        };
+        assert_eq!(s.keep_salted_passwords(&[kept(&r, 1)]).expect("keep"), 1);
+        let again = Storage::open(&path).expect("reopen");
+        assert_eq!(
+            again.salted_password(&r.local).expect("read"),
+            Some(salted(1))
+        );
+
+        // Registering again forgets it, and a late write from a session
+        // of the old registration is refused.
+        let new = Registration {
+            password: Secret("2".into()),
+            ..r.clone()
+        };
+        again.put(&new).expect("put again");
+        assert_eq!(again.salted_password(&r.local).expect("read"), None);
+        assert_eq!(
+            again.keep_salted_passwords(&[kept(&r, 1)]).expect("keep"),
+            0
+        );
+        assert_eq!(again.salted_password(&r.local).expect("read"), None);
+        assert_eq!(
+            again.keep_salted_passwords(&[kept(&new, 2)]).expect("keep"),
+            1
+        );
+        assert_eq!(
+            again.salted_password(&r.local).expect("read"),
+            Some(salted(2))
+        );
+
+        // Removing the registration removes it.
+        assert!(again.remove(&r.local).expect("remove"));
+        assert_eq!(again.salted_password(&r.local).expect("read"), None);
+        assert_eq!(
+            again.keep_salted_passwords(&[kept(&new, 2)]).expect("keep"),
+            0
         );
     }
 }

@@ -3,10 +3,11 @@
 //! roots), a deadline on login, and failures reported instead of retried
 //! forever (DEPENDENCY-FACTS.md, tokio-xmpp pitfalls 2-5).
 
+use super::scram::{SaltedCache, ScramClient, ScramError, ScramHash};
 use crate::config::{ForeignTls, Secret};
+use ::sasl::common::ChannelBinding;
 use futures::{SinkExt, StreamExt};
 use minidom::Element;
-use sasl::common::{ChannelBinding, Credentials};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -20,11 +21,11 @@ use tokio_rustls::rustls;
 use tokio_xmpp::connect::{DnsConfig, ServerConnector};
 use tokio_xmpp::error::{AuthError, ProtocolError};
 use tokio_xmpp::jid::{FullJid, Jid};
-use tokio_xmpp::parsers::{ns, starttls, stream_features::StreamFeatures};
+use tokio_xmpp::parsers::{ns, sasl, starttls, stream_features::StreamFeatures};
 use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::{
-    PendingFeaturesRecv, ReadError, StreamHeader, Timeouts, XmppStream, XmppStreamElement,
-    initiate_stream,
+    InitiatingStream, PendingFeaturesRecv, ReadError, StreamHeader, Timeouts, XmppStream,
+    XmppStreamElement, initiate_stream,
 };
 use tokio_xmpp::{Error as XmppError, Stanza};
 use tracing::{debug, info, warn};
@@ -158,26 +159,40 @@ impl ServerConnector for Connector {
     }
 }
 
+/// What a login proves itself with: the password, and the SCRAM salted
+/// password already derived from it, if any.
+#[derive(Clone, Debug)]
+pub struct LoginSecret {
+    /// F's password.
+    pub password: Secret,
+    /// The account's salted passwords (see [`scram`](super::scram)).
+    pub salted: SaltedCache,
+}
+
+impl LoginSecret {
+    /// A password with nothing derived yet and nothing kept afterwards.
+    pub fn password_only(password: Secret) -> LoginSecret {
+        LoginSecret {
+            password,
+            salted: SaltedCache::ephemeral(),
+        }
+    }
+}
+
+type ForeignStream = XmppStream<BufStream<Box<dyn Io>>>;
+
 /// Authenticates (SASL) without binding a resource: the registration check,
 /// and the first half of every session's login.
 pub async fn login(
     connector: &Connector,
     jid: &Jid,
-    password: &Secret,
+    secret: &LoginSecret,
     timeouts: Timeouts,
-) -> Result<(StreamFeatures, XmppStream<BufStream<Box<dyn Io>>>), XmppError> {
-    let username = jid
-        .node()
-        .map(|n| n.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let (stream, binding) = connector.connect(jid, ns::JABBER_CLIENT, timeouts).await?;
+) -> Result<(StreamFeatures, ForeignStream), XmppError> {
+    let username = jid.node().map(|n| n.as_str()).unwrap_or_default();
+    let (stream, _binding) = connector.connect(jid, ns::JABBER_CLIENT, timeouts).await?;
     let (features, stream) = stream.recv_features().await?;
-    let creds = Credentials::default()
-        .with_username(username)
-        .with_password(password.0.clone())
-        .with_channel_binding(binding);
-    let stream = tokio_xmpp::client_login(stream, features.sasl_mechanisms, creds).await?;
+    let stream = authenticate(stream, &features.sasl_mechanisms, username, secret).await?;
     let header = StreamHeader {
         to: Some(Cow::Owned(jid.domain().to_string())),
         from: None,
@@ -185,6 +200,137 @@ pub async fn login(
     };
     let stream = stream.send_header(header).await?;
     Ok(stream.recv_features().await?)
+}
+
+/// SASL (RFC 6120 section 6): SCRAM-SHA-256, else SCRAM-SHA-1, reusing the
+/// account's salted password; PLAIN only when the server offers neither,
+/// as tokio-xmpp's own login did. Never ANONYMOUS, which tokio-xmpp falls
+/// back to: the session would not be the registered account.
+async fn authenticate(
+    mut stream: ForeignStream,
+    offered: &std::collections::BTreeSet<String>,
+    username: &str,
+    secret: &LoginSecret,
+) -> Result<InitiatingStream<BufStream<Box<dyn Io>>>, XmppError> {
+    let scram = [ScramHash::Sha256, ScramHash::Sha1]
+        .into_iter()
+        .find(|h| offered.contains(h.mechanism()));
+    let Some(hash) = scram else {
+        if !offered.contains("PLAIN") {
+            return Err(AuthError::NoMechanism.into());
+        }
+        let initial = format!("\0{username}\0{}", secret.password.0).into_bytes();
+        send_sasl(
+            &mut stream,
+            sasl::Nonza::Auth(sasl::Auth {
+                mechanism: sasl::Mechanism::Plain,
+                data: initial,
+            }),
+        )
+        .await?;
+        return match next_sasl(&mut stream).await? {
+            sasl::Nonza::Success(_) => Ok(stream.initiate_reset()),
+            other => Err(refused(other)),
+        };
+    };
+    let mechanism = match hash {
+        ScramHash::Sha1 => sasl::Mechanism::ScramSha1,
+        ScramHash::Sha256 => sasl::Mechanism::ScramSha256,
+    };
+    let mut client = ScramClient::new(hash, username);
+    let initial = client.first();
+    send_sasl(
+        &mut stream,
+        sasl::Nonza::Auth(sasl::Auth {
+            mechanism,
+            data: initial,
+        }),
+    )
+    .await?;
+    let server_first = match next_sasl(&mut stream).await? {
+        sasl::Nonza::Challenge(c) => client.server_first(&c.data).map_err(scram_error)?,
+        other => return Err(refused(other)),
+    };
+    let salted = secret
+        .salted
+        .salted(hash, &secret.password.0, &server_first)
+        .await;
+    let last = client.client_final(&server_first, &salted);
+    send_sasl(
+        &mut stream,
+        sasl::Nonza::Response(sasl::Response { data: last }),
+    )
+    .await?;
+    match next_sasl(&mut stream).await? {
+        sasl::Nonza::Success(s) => client.verify(&s.data).map_err(scram_error)?,
+        // Some servers send the final message as a challenge (RFC 6120
+        // section 6.3.10 allows both) and succeed after an empty response.
+        sasl::Nonza::Challenge(c) => {
+            client.verify(&c.data).map_err(scram_error)?;
+            send_sasl(
+                &mut stream,
+                sasl::Nonza::Response(sasl::Response { data: Vec::new() }),
+            )
+            .await?;
+            match next_sasl(&mut stream).await? {
+                sasl::Nonza::Success(_) => {}
+                other => return Err(refused(other)),
+            }
+        }
+        other => return Err(refused(other)),
+    }
+    Ok(stream.initiate_reset())
+}
+
+async fn send_sasl(stream: &mut ForeignStream, nonza: sasl::Nonza) -> Result<(), XmppError> {
+    Ok(stream.send(&XmppStreamElement::Sasl(nonza)).await?)
+}
+
+/// The next SASL element; anything else ends the login.
+async fn next_sasl(stream: &mut ForeignStream) -> Result<sasl::Nonza, XmppError> {
+    loop {
+        match stream
+            .next()
+            .await
+            .map(|r| r.and_then(|e| e.into_read_error()))
+        {
+            Some(Ok(XmppStreamElement::Sasl(nonza))) => return Ok(nonza),
+            Some(Ok(other)) => {
+                return Err(io_error(format!(
+                    "unexpected stream element during SASL negotiation: {other:?}"
+                )));
+            }
+            Some(Err(ReadError::SoftTimeout)) => {}
+            Some(Err(ReadError::HardError(e))) => return Err(e.into()),
+            Some(Err(ReadError::ParseError(e))) => return Err(io_error(e)),
+            Some(Err(ReadError::StreamFooterReceived)) | None => {
+                return Err(XmppError::Disconnected);
+            }
+        }
+    }
+}
+
+/// The server said no (`<failure/>`), or answered out of turn.
+fn refused(nonza: sasl::Nonza) -> XmppError {
+    match nonza {
+        sasl::Nonza::Failure(f) => AuthError::Fail(f.defined_condition).into(),
+        other => io_error(format!("unexpected SASL element: {other:?}")),
+    }
+}
+
+/// A SCRAM exchange that failed on our side counts as a refused login.
+fn scram_error(e: ScramError) -> XmppError {
+    use ::sasl::client::MechanismError as M;
+    warn!(error = %e, "SCRAM login refused");
+    let as_sasl = match e {
+        ScramError::Nonce => M::NoServerNonce,
+        ScramError::Signature => M::InvalidSignatureInSuccessResponse,
+        ScramError::Server(_)
+        | ScramError::Malformed(_)
+        | ScramError::Extension
+        | ScramError::WeakIterations(_) => M::CannotDecodeChallenge,
+    };
+    AuthError::Sasl(as_sasl).into()
 }
 
 /// Why a login did not work, in the words of RFC 6120 conditions.
@@ -221,7 +367,8 @@ pub async fn check_credentials(
     password: &Secret,
     deadline: Duration,
 ) -> Result<(), LoginFailure> {
-    match tokio::time::timeout(deadline, login(connector, jid, password, Timeouts::tight())).await {
+    let secret = LoginSecret::password_only(password.clone());
+    match tokio::time::timeout(deadline, login(connector, jid, &secret, Timeouts::tight())).await {
         Ok(Ok((_, mut stream))) => {
             let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
             Ok(())
@@ -279,8 +426,8 @@ pub enum Report {
 pub struct SessionParams {
     /// F/A.
     pub jid: FullJid,
-    /// F's password.
-    pub password: Secret,
+    /// F's password and what was derived from it.
+    pub secret: LoginSecret,
     /// How to connect.
     pub connector: Connector,
     /// Deadline for the first login.
@@ -317,7 +464,7 @@ async fn first_login(
         let attempt = login(
             &params.connector,
             &identity,
-            &params.password,
+            &params.secret,
             Timeouts::tight(),
         );
         let failure = match tokio::time::timeout_at(deadline, attempt).await {
@@ -396,7 +543,7 @@ async fn run(
     let handed = Arc::new(AtomicU32::new(0));
     let handed_in_reconnector = handed.clone();
     let connector = params.connector.clone();
-    let password = params.password.clone();
+    let secret = params.secret.clone();
     let logins = params.logins.clone();
     let identity = Jid::from(jid.clone());
     let reconnector = Box::new(
@@ -405,9 +552,9 @@ async fn run(
                 let _ = slot.send(conn);
                 return;
             }
-            let (connector, password, identity, fail_tx, logins) = (
+            let (connector, secret, identity, fail_tx, logins) = (
                 connector.clone(),
-                password.clone(),
+                secret.clone(),
                 identity.clone(),
                 fail_tx.clone(),
                 logins.clone(),
@@ -423,7 +570,7 @@ async fn run(
                     // A server restart drops every session at once: reconnects
                     // queue for the same login slots as first logins.
                     let permit = logins.acquire().await;
-                    let attempt = login(&connector, &identity, &password, Timeouts::tight()).await;
+                    let attempt = login(&connector, &identity, &secret, Timeouts::tight()).await;
                     drop(permit);
                     match attempt {
                         Ok((mut features, stream)) => {

@@ -3,6 +3,7 @@
 
 pub mod component;
 pub mod foreign;
+pub mod scram;
 
 use minidom::{Element, Node};
 use rxml::{Namespace, NcName};

@@ -108,6 +108,54 @@ async fn registers_with_a_real_login_and_keeps_it_across_a_restart() {
     gateway.stop().await.expect("stops");
 }
 
+/// The admin `stats` counter `name`.
+async fn counter(world: &World, name: &str) -> u64 {
+    let mut admin = world.client("admin", LOCAL, "console").await;
+    let answer = execute_command(&mut admin, "stats", "stats").await;
+    let (_, text) = command_note(&answer).unwrap_or_else(|| panic!("no note: {}", xml(&answer)));
+    stats_counter(&text, name).unwrap_or_else(|| panic!("no counter {name} in {text}"))
+}
+
+/// Sends a message from the phone to bob through the gateway and waits for
+/// it: the foreign session is up.
+async fn through(world: &mut World, bob: &mut Client, text: &str) {
+    world
+        .phone
+        .send(&format!(
+            "<message type='chat' to='{}'><body>{text}</body></message>",
+            gw_jid("bob@foreign.test")
+        ))
+        .await;
+    bob.expect("the message", |e| body(e).as_deref() == Some(text))
+        .await;
+}
+
+#[tokio::test]
+async fn a_restart_logs_in_with_the_kept_scram_key_instead_of_deriving_it() {
+    let mut world = World::new().await;
+    let mut bob = world.bob().await;
+    through(&mut world, &mut bob, "first").await;
+    // The session's login derived the salted password (the registration's
+    // credential check keeps nothing).
+    assert_eq!(counter(&world, "scram-keys-derived").await, 1);
+
+    world
+        .gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
+    world.gateway = Some(
+        Gateway::start(world.prosody.gateway_config(&world.db, ""))
+            .await
+            .expect("restarts"),
+    );
+    through(&mut world, &mut bob, "after the restart").await;
+    assert_eq!(counter(&world, "scram-keys-derived").await, 0);
+    assert!(counter(&world, "scram-keys-reused").await >= 1);
+}
+
 #[tokio::test]
 async fn a_wrong_password_is_not_authorized() {
     init_tracing();
