@@ -2,7 +2,8 @@
 //!
 //! 1. One decision for a realistic chat message with its account facts, on
 //!    a reused wasm instance, next to the same decision compiled natively,
-//!    in one run: median and p99 of batches.
+//!    in one run: median and p99 of batches; hot and with cold caches; and
+//!    the call alone (the same inputs into a policy that decides nothing).
 //! 2. Swapping in a module: compile and validate, with an empty and a warm
 //!    compiled-module cache.
 //! 3. From `rename(2)` over the watched file to the reload event (inotify).
@@ -123,6 +124,17 @@ fn measure(batches: usize, per: usize, mut f: impl FnMut()) -> (Duration, Durati
     median_p99(samples)
 }
 
+/// Times `f` alone, after 8 MiB of other memory traffic (round `i`).
+fn cold(i: usize, other: &mut [u8], f: impl FnOnce()) -> Duration {
+    for b in other.iter_mut().step_by(64) {
+        *b = b.wrapping_add(i as u8);
+    }
+    std::hint::black_box(&*other);
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
 fn median_p99(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     (
@@ -194,24 +206,48 @@ fn main() {
         "async call overhead:            {:?} (medians)",
         hop_med.saturating_sub(wasm_med)
     );
+    // The call alone: the same event and facts into a policy that decides
+    // nothing (the hostile test policy's `nothing`, on the same allocator),
+    // warm and cold. This is what any policy pays under this WIT.
+    let nothing = PolicyEngine::new(
+        "nothing",
+        &std::fs::read(pizzja_host::testing::policy_path(
+            "pizzja_policy_test_hostile",
+        ))
+        .expect("the test policies are built with the host"),
+        vec![("always".into(), "nothing".into())],
+        EngineOptions::with_limits(limits),
+    )
+    .expect("loads");
+    let decided = nothing.decide_blocking(&event, &facts).expect("decides");
+    assert!(decided.is_empty(), "`nothing` decides nothing");
+    let (call_med, call_p99) = measure(batches, per, || {
+        std::hint::black_box(nothing.decide_blocking(&event, &facts).expect("decides"));
+    });
     // In the gateway a decision comes once a millisecond or so, between
     // parsing, serialising and socket work: its code and data are no longer
-    // in the CPU's caches. The same decision after 8 MiB of other memory
-    // traffic, timed alone.
+    // in the CPU's caches. Each call after 8 MiB of other memory traffic,
+    // timed alone; the two policies take turns, so both see the same
+    // machine.
     let mut other = vec![0u8; 8 << 20];
-    let cold: Vec<Duration> = (0..batches.min(200))
-        .map(|i| {
-            for b in other.iter_mut().step_by(64) {
-                *b = b.wrapping_add(i as u8);
-            }
-            std::hint::black_box(&other);
-            let start = Instant::now();
+    let (mut decision_cold, mut call_cold) = (Vec::new(), Vec::new());
+    for i in 0..batches.min(200) {
+        decision_cold.push(cold(i, &mut other, || {
             std::hint::black_box(engine.decide_blocking(&event, &facts).expect("decides"));
-            start.elapsed()
-        })
-        .collect();
-    let (cold_med, cold_p99) = median_p99(cold);
+        }));
+        call_cold.push(cold(i, &mut other, || {
+            std::hint::black_box(nothing.decide_blocking(&event, &facts).expect("decides"));
+        }));
+    }
+    let (cold_med, cold_p99) = median_p99(decision_cold);
+    let (call_cold_med, call_cold_p99) = median_p99(call_cold);
     println!("decision with cold caches:      median {cold_med:?}, p99 {cold_p99:?}");
+    println!("the call alone (no actions):    median {call_med:?}, p99 {call_p99:?}");
+    println!("the call alone, cold caches:    median {call_cold_med:?}, p99 {call_cold_p99:?}");
+    println!(
+        "share of the call, cold:        {:.0}% of the decision (medians)",
+        100.0 * call_cold_med.as_secs_f64() / cold_med.as_secs_f64()
+    );
 
     // 2. Swapping in a module, cold and warm cache.
     let cache = tempfile::tempdir().expect("tempdir");

@@ -768,7 +768,7 @@ fn result(request: &Element, payload: Option<Element>) -> Element {
 /// people and scripts (the benchmark suite) can both read it.
 fn stats_of(shared: &Shared, accounts_running: usize) -> String {
     let policy = shared.engine.stats();
-    let registered = shared.storage.locals().map_or(0, |l| l.len());
+    let registered = shared.storage.count().unwrap_or(0);
     format!(
         "registered: {registered}\naccounts-running: {accounts_running}\nlogins-in-flight: {}\nscram-keys-derived: {}\nscram-keys-reused: {}\npolicy-decisions: {}\npolicy-cpu-us: {}",
         shared.config.max_concurrent_logins - shared.logins.available_permits(),

@@ -6,6 +6,8 @@
 //! - `grow`: allocates far more memory than any cap allows.
 //! - `forge`: returns actions that try to break the host's invariants.
 //! - `facts`: echoes the facts it was given back to the sender.
+//! - `nothing`: decides nothing (no actions): what is left of a decision is
+//!   the cost of the call itself (the policy micro-benchmark measures it).
 //! - `clock`: logs what the system clock says.
 //! - `remember <text>` / `recall`: writes and reads the account's store;
 //!   `fill` tries to store more than the store allows.
@@ -15,6 +17,12 @@
 
 use pizzja_policy_default::DefaultPolicy;
 use pizzja_sdk::{Action, Config, Content, Event, Facts, Policy, SendForeign, SendLocal, xml};
+
+// The default policy's allocator, so that `nothing` measures the call the
+// default policy pays for.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOC: pizzja_sdk::SmallAlloc = pizzja_sdk::SmallAlloc::new();
 
 /// The default policy with a few bad habits.
 pub struct Hostile {
@@ -108,6 +116,7 @@ impl Policy for Hostile {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
                 vec![Action::debug(format!("clock: {now:?}"))]
             }
+            Some("nothing") => Vec::new(),
             Some("facts") => {
                 let sender = match event {
                     Event::Local(l) => l.sender_resource.clone(),
