@@ -12,6 +12,8 @@ const POLICIES: &[&str] = &[
     "pizzja-policy-allow-list",
     "pizzja-policy-single-writer",
     "pizzja-policy-mirror-presence",
+    // Not a policy: the micro-benchmark's probe of a bare component call.
+    "pizzja-probe",
 ];
 
 fn main() {
@@ -20,7 +22,13 @@ fn main() {
         .parent()
         .expect("host/ lives in the workspace")
         .to_path_buf();
-    for dir in ["policies", "guest-sdk/src", "guest-sdk/Cargo.toml", "wit"] {
+    for dir in [
+        "policies",
+        "guest-sdk/src",
+        "guest-sdk/Cargo.toml",
+        "wit",
+        "benches/probe",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     // A target directory of its own: the outer build holds the lock on its own.

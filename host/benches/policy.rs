@@ -16,6 +16,97 @@ use pizzja_host::policy::{BUILTIN_DEFAULT, EngineOptions, Limits, PolicyEngine};
 use pizzja_sdk::Policy as _;
 use std::time::{Duration, Instant};
 
+/// The probe component (`benches/probe`): a call that does nothing, and one
+/// that moves one buffer in and out.
+mod probe {
+    wasmtime::component::bindgen!({
+        path: "../benches/probe/wit",
+        world: "probe",
+        exports: { default: async },
+    });
+}
+
+/// The probe, instantiated as the policy engine instantiates policies
+/// (async calls, epoch interruption, WASI linked with nothing granted).
+struct Probe {
+    store: wasmtime::Store<ProbeState>,
+    probe: probe::Probe,
+    runtime: tokio::runtime::Runtime,
+}
+
+struct ProbeState {
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for ProbeState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Probe {
+    fn new() -> Probe {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = wasmtime::Engine::new(&config).expect("an engine");
+        let mut linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");
+        let component = wasmtime::component::Component::from_file(
+            &engine,
+            pizzja_host::testing::policy_path("pizzja_probe"),
+        )
+        .expect("the probe is built with the policies");
+        let mut store = wasmtime::Store::new(
+            &engine,
+            ProbeState {
+                wasi: wasmtime_wasi::WasiCtx::builder().build(),
+                table: wasmtime::component::ResourceTable::new(),
+            },
+        );
+        store.set_epoch_deadline(u64::MAX / 2);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let probe = runtime
+            .block_on(probe::Probe::instantiate_async(
+                &mut store, &component, &linker,
+            ))
+            .expect("instantiates");
+        Probe {
+            store,
+            probe,
+            runtime,
+        }
+    }
+
+    fn nothing(&mut self) {
+        let Probe {
+            store,
+            probe,
+            runtime,
+        } = self;
+        runtime
+            .block_on(probe.call_nothing(&mut *store))
+            .expect("calls");
+    }
+
+    fn bytes(&mut self, input: &[u8]) -> Vec<u8> {
+        let Probe {
+            store,
+            probe,
+            runtime,
+        } = self;
+        runtime
+            .block_on(probe.call_bytes(&mut *store, input))
+            .expect("calls")
+    }
+}
+
 fn facts_wit() -> wit::Facts {
     let controller = |r: &str, t: u64| wit::Controller {
         resource: r.into(),
@@ -230,13 +321,27 @@ fn main() {
     // timed alone; the two policies take turns, so both see the same
     // machine.
     let mut other = vec![0u8; 8 << 20];
+    // The probe: a call of nothing, and one buffer as large as the XML of
+    // the event and the facts' strings together, in and out.
+    let mut probe = Probe::new();
+    let buffer = vec![7u8; 512];
+    assert_eq!(probe.bytes(&buffer).len(), 64, "the probe answers");
+    let (bare_med, bare_p99) = measure(batches, per, || probe.nothing());
+    let (buf_med, buf_p99) = measure(batches, per, || {
+        std::hint::black_box(probe.bytes(&buffer));
+    });
     let (mut decision_cold, mut call_cold) = (Vec::new(), Vec::new());
+    let (mut bare_cold, mut buf_cold) = (Vec::new(), Vec::new());
     for i in 0..batches.min(200) {
         decision_cold.push(cold(i, &mut other, || {
             std::hint::black_box(engine.decide_blocking(&event, &facts).expect("decides"));
         }));
         call_cold.push(cold(i, &mut other, || {
             std::hint::black_box(nothing.decide_blocking(&event, &facts).expect("decides"));
+        }));
+        bare_cold.push(cold(i, &mut other, || probe.nothing()));
+        buf_cold.push(cold(i, &mut other, || {
+            std::hint::black_box(probe.bytes(&buffer));
         }));
     }
     let (cold_med, cold_p99) = median_p99(decision_cold);
@@ -248,6 +353,12 @@ fn main() {
         "share of the call, cold:        {:.0}% of the decision (medians)",
         100.0 * call_cold_med.as_secs_f64() / cold_med.as_secs_f64()
     );
+    let (bare_cold_med, bare_cold_p99) = median_p99(bare_cold);
+    let (buf_cold_med, buf_cold_p99) = median_p99(buf_cold);
+    println!("probe, a call of nothing:       median {bare_med:?}, p99 {bare_p99:?}");
+    println!("  cold caches:                  median {bare_cold_med:?}, p99 {bare_cold_p99:?}");
+    println!("probe, 512 bytes in, 64 out:    median {buf_med:?}, p99 {buf_p99:?}");
+    println!("  cold caches:                  median {buf_cold_med:?}, p99 {buf_cold_p99:?}");
 
     // 2. Swapping in a module, cold and warm cache.
     let cache = tempfile::tempdir().expect("tempdir");
