@@ -328,7 +328,8 @@ fn scram_error(e: ScramError) -> XmppError {
         ScramError::Server(_)
         | ScramError::Malformed(_)
         | ScramError::Extension
-        | ScramError::WeakIterations(_) => M::CannotDecodeChallenge,
+        | ScramError::WeakIterations(_)
+        | ScramError::TooManyIterations(_) => M::CannotDecodeChallenge,
     };
     AuthError::Sasl(as_sasl).into()
 }
