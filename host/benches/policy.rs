@@ -26,6 +26,14 @@ mod probe {
     });
 }
 
+/// The WIT types as one buffer, as the probe's `decide` speaks them: the
+/// same source as the probe's `wire`, over the host's copy of the types.
+#[allow(dead_code)]
+mod wire {
+    use pizzja_host::policy::bindings::*;
+    include!("../../benches/probe/src/wire_codec.rs");
+}
+
 /// The probe, instantiated as the policy engine instantiates policies
 /// (async calls, epoch interruption, WASI linked with nothing granted).
 struct Probe {
@@ -104,6 +112,22 @@ impl Probe {
         runtime
             .block_on(probe.call_bytes(&mut *store, input))
             .expect("calls")
+    }
+
+    /// The default policy's decision through one buffer each way, encoding
+    /// and decoding on the host's side included.
+    fn decide(&mut self, event: &wit::Event, facts: &wit::Facts) -> Vec<wit::Action> {
+        let Probe {
+            store,
+            probe,
+            runtime,
+        } = self;
+        let mut input = Vec::with_capacity(1024);
+        wire::encode_input(event, facts, &mut input);
+        let output = runtime
+            .block_on(probe.call_decide(&mut *store, &input))
+            .expect("calls");
+        wire::decode(&output).expect("the probe's actions decode")
     }
 }
 
@@ -326,13 +350,22 @@ fn main() {
     let mut probe = Probe::new();
     let buffer = vec![7u8; 512];
     assert_eq!(probe.bytes(&buffer).len(), 64, "the probe answers");
+    assert_eq!(
+        probe.decide(&event, &facts),
+        actions,
+        "one buffer each way decides as the typed call does"
+    );
     let (bare_med, bare_p99) = measure(batches, per, || probe.nothing());
     let (buf_med, buf_p99) = measure(batches, per, || {
         std::hint::black_box(probe.bytes(&buffer));
     });
     let (mut decision_cold, mut call_cold) = (Vec::new(), Vec::new());
-    let (mut bare_cold, mut buf_cold) = (Vec::new(), Vec::new());
-    for i in 0..batches.min(200) {
+    let (wire_med, wire_p99) = measure(batches, per, || {
+        std::hint::black_box(probe.decide(&event, &facts));
+    });
+    let (mut bare_cold, mut buf_cold, mut wire_cold) = (Vec::new(), Vec::new(), Vec::new());
+    let mut native_cold = Vec::new();
+    for i in 0..batches {
         decision_cold.push(cold(i, &mut other, || {
             std::hint::black_box(engine.decide_blocking(&event, &facts).expect("decides"));
         }));
@@ -342,6 +375,12 @@ fn main() {
         bare_cold.push(cold(i, &mut other, || probe.nothing()));
         buf_cold.push(cold(i, &mut other, || {
             std::hint::black_box(probe.bytes(&buffer));
+        }));
+        wire_cold.push(cold(i, &mut other, || {
+            std::hint::black_box(probe.decide(&event, &facts));
+        }));
+        native_cold.push(cold(i, &mut other, || {
+            std::hint::black_box(native.decide(&n_event, &n_facts));
         }));
     }
     let (cold_med, cold_p99) = median_p99(decision_cold);
@@ -359,6 +398,15 @@ fn main() {
     println!("  cold caches:                  median {bare_cold_med:?}, p99 {bare_cold_p99:?}");
     println!("probe, 512 bytes in, 64 out:    median {buf_med:?}, p99 {buf_p99:?}");
     println!("  cold caches:                  median {buf_cold_med:?}, p99 {buf_cold_p99:?}");
+    let (wire_cold_med, wire_cold_p99) = median_p99(wire_cold);
+    println!("decision, one buffer each way:  median {wire_med:?}, p99 {wire_p99:?}");
+    println!("  cold caches:                  median {wire_cold_med:?}, p99 {wire_cold_p99:?}");
+    let (native_cold_med, native_cold_p99) = median_p99(native_cold);
+    println!("decision, native, cold caches:  median {native_cold_med:?}, p99 {native_cold_p99:?}");
+    println!(
+        "one buffer against typed, cold: {:.0}% (medians)",
+        100.0 * wire_cold_med.as_secs_f64() / cold_med.as_secs_f64()
+    );
 
     // 2. Swapping in a module, cold and warm cache.
     let cache = tempfile::tempdir().expect("tempdir");
