@@ -93,40 +93,22 @@ impl Probe {
     }
 
     fn nothing(&mut self) {
-        let Probe {
-            store,
-            probe,
-            runtime,
-        } = self;
-        runtime
-            .block_on(probe.call_nothing(&mut *store))
-            .expect("calls");
+        let call = self.probe.call_nothing(&mut self.store);
+        self.runtime.block_on(call).expect("calls");
     }
 
     fn bytes(&mut self, input: &[u8]) -> Vec<u8> {
-        let Probe {
-            store,
-            probe,
-            runtime,
-        } = self;
-        runtime
-            .block_on(probe.call_bytes(&mut *store, input))
-            .expect("calls")
+        let call = self.probe.call_bytes(&mut self.store, input);
+        self.runtime.block_on(call).expect("calls")
     }
 
     /// The default policy's decision through one buffer each way, encoding
     /// and decoding on the host's side included.
     fn decide(&mut self, event: &wit::Event, facts: &wit::Facts) -> Vec<wit::Action> {
-        let Probe {
-            store,
-            probe,
-            runtime,
-        } = self;
         let mut input = Vec::with_capacity(1024);
         wire::encode_input(event, facts, &mut input);
-        let output = runtime
-            .block_on(probe.call_decide(&mut *store, &input))
-            .expect("calls");
+        let call = self.probe.call_decide(&mut self.store, &input);
+        let output = self.runtime.block_on(call).expect("calls");
         wire::decode(&output).expect("the probe's actions decode")
     }
 }

@@ -88,16 +88,7 @@ impl Storage {
 
     /// Stores (or replaces) L's registration.
     pub fn put(&self, r: &Registration) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            UPSERT,
-            params![r.local.as_str(), r.foreign.as_str(), r.password.0],
-        )
-        .context("failed to store registration")?;
-        tx.execute(FORGET_SALTED, params![r.local.as_str()])?;
-        tx.commit().context("failed to store registration")?;
-        Ok(())
+        self.put_all(std::slice::from_ref(r))
     }
 
     /// Stores many registrations in one transaction (an import, or a

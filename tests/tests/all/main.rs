@@ -64,6 +64,18 @@ impl World {
             .expect("client logs in")
     }
 
+    /// Stops the gateway and starts it again on the same database.
+    pub async fn restart_gateway(&mut self) {
+        self.gateway
+            .take()
+            .expect("running")
+            .stop()
+            .await
+            .expect("stops");
+        let config = self.prosody.gateway_config(&self.db, "");
+        self.gateway = Some(Gateway::start(config).await.expect("restarts"));
+    }
+
     /// A controller of alice, online at the gateway.
     pub async fn controller(&self, resource: &str) -> Client {
         let mut c = self.client("alice", LOCAL, resource).await;

@@ -71,17 +71,8 @@ async fn registers_with_a_real_login_and_keeps_it_across_a_restart() {
 
     // Restart the gateway on the same database: still registered, and the
     // start-up probe brings the session back for the controller online.
-    world
-        .gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
     let mut bob = world.bob().await;
-    let gateway = Gateway::start(world.prosody.gateway_config(&world.db, ""))
-        .await
-        .expect("restarts");
+    world.restart_gateway().await;
     world
         .phone
         .send(&format!(
@@ -105,7 +96,6 @@ async fn registers_with_a_real_login_and_keeps_it_across_a_restart() {
         .expect("the message", |e| body(e).as_deref() == Some("back"))
         .await;
     assert_eq!(m.attr("from"), Some("me@foreign.test/Work"));
-    gateway.stop().await.expect("stops");
 }
 
 /// The admin `stats` counter `name`.
@@ -134,23 +124,27 @@ async fn through(world: &mut World, bob: &mut Client, text: &str) {
 async fn a_restart_logs_in_with_the_kept_scram_key_instead_of_deriving_it() {
     let mut world = World::new().await;
     let mut bob = world.bob().await;
+    let session = gw_jid(&format!("{ME}/Work"));
+    let session_online = |e: &minidom::Element| {
+        e.name() == "presence"
+            && e.attr("from") == Some(session.as_str())
+            && e.attr("type").is_none()
+    };
     through(&mut world, &mut bob, "first").await;
+    world
+        .phone
+        .expect("the session's presence", session_online)
+        .await;
     // The session's login derived the salted password (the registration's
     // credential check keeps nothing).
     assert_eq!(counter(&world, "scram-keys-derived").await, 1);
 
+    world.restart_gateway().await;
+    // The start-up probe finds the phone again, and its session comes back.
     world
-        .gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
-    world.gateway = Some(
-        Gateway::start(world.prosody.gateway_config(&world.db, ""))
-            .await
-            .expect("restarts"),
-    );
+        .phone
+        .expect("the session's presence after the restart", session_online)
+        .await;
     through(&mut world, &mut bob, "after the restart").await;
     assert_eq!(counter(&world, "scram-keys-derived").await, 0);
     assert!(counter(&world, "scram-keys-reused").await >= 1);
@@ -323,4 +317,38 @@ async fn the_gateway_translates_foreign_jids_and_describes_itself() {
     ] {
         assert!(text.contains(feature), "missing {feature}: {text}");
     }
+}
+
+#[tokio::test]
+async fn a_foreign_server_offering_only_anonymous_logins_is_not_authorized() {
+    // An anonymous session would not be the registered account: the
+    // gateway must refuse, never bind one (tokio-xmpp's own login falls
+    // back to ANONYMOUS).
+    init_tracing();
+    let local = Prosody::start(&[("alice", LOCAL)]).await.expect("prosody");
+    let options = Options {
+        authentication: "anonymous",
+        ..Options::default()
+    };
+    let foreign = Prosody::start_options(&[], &options)
+        .await
+        .expect("anonymous prosody");
+    let db = local.dir.path().join("db");
+    let config = pizzja_host::config::Config::parse(
+        &local.gateway_toml_to(&foreign, &db, ""),
+        std::path::Path::new("."),
+    )
+    .expect("valid configuration");
+    let gw = Gateway::start(config).await.expect("gateway");
+    let mut alice = Client::connect(&local, "alice", LOCAL, "Work")
+        .await
+        .expect("login");
+    let answer = register(&mut alice, ME, "any password").await;
+    assert_eq!(
+        error_condition(&answer).as_deref(),
+        Some("not-authorized"),
+        "{}",
+        xml(&answer)
+    );
+    gw.stop().await.expect("stops");
 }
