@@ -69,10 +69,14 @@ async fn registers_with_a_real_login_and_keeps_it_across_a_restart() {
     );
     assert!(!xml(&form).contains(PASSWORD));
 
+    session_up(&mut world, "the session's presence").await;
+
     // Restart the gateway on the same database: still registered, and the
     // start-up probe brings the session back for the controller online.
     let mut bob = world.bob().await;
     world.restart_gateway().await;
+    // Without new presence from the phone, the probe revives me/Work.
+    session_up(&mut world, "the session's presence after the restart").await;
     world
         .phone
         .send(&format!(
@@ -84,7 +88,6 @@ async fn registers_with_a_real_login_and_keeps_it_across_a_restart() {
         .expect("the form", |e| e.attr("id") == Some("f3"))
         .await;
     assert!(xml(&form).contains("registered"), "{}", xml(&form));
-    // Without new presence from the phone, the probe revived me/Work.
     world
         .phone
         .send(&format!(
@@ -96,6 +99,20 @@ async fn registers_with_a_real_login_and_keeps_it_across_a_restart() {
         .expect("the message", |e| body(e).as_deref() == Some("back"))
         .await;
     assert_eq!(m.attr("from"), Some("me@foreign.test/Work"));
+}
+
+/// Waits until the phone sees its foreign session, me@foreign.test/Work,
+/// available through the gateway.
+async fn session_up(world: &mut World, what: &str) {
+    let session = gw_jid(&format!("{ME}/Work"));
+    world
+        .phone
+        .expect(what, |e| {
+            e.name() == "presence"
+                && e.attr("from") == Some(session.as_str())
+                && e.attr("type").is_none()
+        })
+        .await;
 }
 
 /// The admin `stats` counter `name`.
@@ -124,27 +141,15 @@ async fn through(world: &mut World, bob: &mut Client, text: &str) {
 async fn a_restart_logs_in_with_the_kept_scram_key_instead_of_deriving_it() {
     let mut world = World::new().await;
     let mut bob = world.bob().await;
-    let session = gw_jid(&format!("{ME}/Work"));
-    let session_online = |e: &minidom::Element| {
-        e.name() == "presence"
-            && e.attr("from") == Some(session.as_str())
-            && e.attr("type").is_none()
-    };
     through(&mut world, &mut bob, "first").await;
-    world
-        .phone
-        .expect("the session's presence", session_online)
-        .await;
+    session_up(&mut world, "the session's presence").await;
     // The session's login derived the salted password (the registration's
     // credential check keeps nothing).
     assert_eq!(counter(&world, "scram-keys-derived").await, 1);
 
     world.restart_gateway().await;
     // The start-up probe finds the phone again, and its session comes back.
-    world
-        .phone
-        .expect("the session's presence after the restart", session_online)
-        .await;
+    session_up(&mut world, "the session's presence after the restart").await;
     through(&mut world, &mut bob, "after the restart").await;
     assert_eq!(counter(&world, "scram-keys-derived").await, 0);
     assert!(counter(&world, "scram-keys-reused").await >= 1);
