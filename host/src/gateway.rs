@@ -5,8 +5,9 @@
 use crate::account::{self, Input};
 use crate::config::{Config, Secret};
 use crate::policy::PolicyEngine;
-use crate::storage::{Registration, Storage};
-use crate::xmpp::foreign::{Connector, check_credentials};
+use crate::storage::{KeptSalted, Registration, Storage};
+use crate::xmpp::foreign::{Connector, LoginSecret, check_credentials};
+use crate::xmpp::scram::SaltedCache;
 use crate::xmpp::{Kind, NS_CLIENT, error_reply, set_attr};
 use jid::{BareJid, Jid};
 use minidom::Element;
@@ -615,10 +616,14 @@ impl Router {
         // The login check takes a while: off the router's path.
         tokio::spawn(async move {
             let connector = shared.connector_for(foreign.domain().as_str());
+            let secret = LoginSecret {
+                password,
+                salted: SaltedCache::new(None, shared.scram.clone(), |_| {}),
+            };
             let check = check_credentials(
                 &connector,
                 &Jid::from(foreign.clone()),
-                &password,
+                &secret,
                 shared.config.login_timeout,
             )
             .await;
@@ -627,10 +632,24 @@ impl Router {
                     let reg = Registration {
                         local: local.clone(),
                         foreign: foreign.clone(),
-                        password,
+                        password: secret.password.clone(),
                     };
                     match shared.storage.put(&reg) {
                         Ok(()) => {
+                            // The check's login derived the salted password:
+                            // kept now, the first session does not derive it
+                            // again.
+                            if let Some(salted) = secret.salted.current() {
+                                let kept = KeptSalted {
+                                    local: reg.local.clone(),
+                                    foreign: reg.foreign.clone(),
+                                    password: reg.password.clone(),
+                                    salted,
+                                };
+                                if let Err(e) = shared.storage.keep_salted_passwords(&[kept]) {
+                                    warn!(error = %format!("{e:#}"), "could not keep the salted password; the session derives it again");
+                                }
+                            }
                             info!(%local, %foreign, "registered");
                             let _ = control.send(Control::Registered(local));
                             result(&el, None)

@@ -169,16 +169,6 @@ pub struct LoginSecret {
     pub salted: SaltedCache,
 }
 
-impl LoginSecret {
-    /// A password with nothing derived yet and nothing kept afterwards.
-    pub fn password_only(password: Secret) -> LoginSecret {
-        LoginSecret {
-            password,
-            salted: SaltedCache::ephemeral(),
-        }
-    }
-}
-
 type ForeignStream = XmppStream<BufStream<Box<dyn Io>>>;
 
 /// Authenticates (SASL) without binding a resource: the registration check,
@@ -361,15 +351,16 @@ fn classify(e: &XmppError) -> LoginFailure {
     }
 }
 
-/// Checks credentials with one real login, within `deadline`.
+/// Checks credentials with one real login, within `deadline`. A salted
+/// password it derives stays in `secret`'s cache, for the registration to
+/// keep.
 pub async fn check_credentials(
     connector: &Connector,
     jid: &Jid,
-    password: &Secret,
+    secret: &LoginSecret,
     deadline: Duration,
 ) -> Result<(), LoginFailure> {
-    let secret = LoginSecret::password_only(password.clone());
-    match tokio::time::timeout(deadline, login(connector, jid, &secret, Timeouts::tight())).await {
+    match tokio::time::timeout(deadline, login(connector, jid, secret, Timeouts::tight())).await {
         Ok(Ok((_, mut stream))) => {
             let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
             Ok(())

@@ -317,10 +317,9 @@ impl SaltedCache {
         }
     }
 
-    /// A cache that keeps nothing beyond its own life (a registration's
-    /// credential check).
-    pub fn ephemeral() -> SaltedCache {
-        SaltedCache::new(None, Arc::default(), |_| {})
+    /// The salted password in the cache now, if any.
+    pub fn current(&self) -> Option<SaltedPassword> {
+        self.lock().clone()
     }
 
     /// The salted password for this server's parameters: the kept one if

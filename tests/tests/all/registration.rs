@@ -138,14 +138,15 @@ async fn through(world: &mut World, bob: &mut Client, text: &str) {
 }
 
 #[tokio::test]
-async fn a_restart_logs_in_with_the_kept_scram_key_instead_of_deriving_it() {
+async fn logins_reuse_the_scram_key_the_registration_derived_even_after_a_restart() {
     let mut world = World::new().await;
     let mut bob = world.bob().await;
     through(&mut world, &mut bob, "first").await;
     session_up(&mut world, "the session's presence").await;
-    // The session's login derived the salted password (the registration's
-    // credential check keeps nothing).
+    // The registration's credential check derived the salted password and
+    // kept it; the session's login reused it.
     assert_eq!(counter(&world, "scram-keys-derived").await, 1);
+    assert!(counter(&world, "scram-keys-reused").await >= 1);
 
     world.restart_gateway().await;
     // The start-up probe finds the phone again, and its session comes back.
