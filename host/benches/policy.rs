@@ -2,8 +2,11 @@
 //!
 //! 1. One decision for a realistic chat message with its account facts, on
 //!    a reused wasm instance, next to the same decision compiled natively,
-//!    in one run: median and p99 of batches; hot and with cold caches; and
-//!    the call alone (the same inputs into a policy that decides nothing).
+//!    in one run: median and p99 of batches; hot and with cold caches; and,
+//!    to take a cold decision apart, the call alone (the same inputs into a
+//!    policy that decides nothing), the probe component (`benches/probe`: a
+//!    call of nothing, one buffer in and out, the whole decision through one
+//!    encoded buffer each way) and the native decision with cold caches.
 //! 2. Swapping in a module: compile and validate, with an empty and a warm
 //!    compiled-module cache.
 //! 3. From `rename(2)` over the watched file to the reload event (inotify).

@@ -715,9 +715,7 @@ impl Account {
                 let (writer, reg) = (shared.keep_salted.clone(), reg.clone());
                 SaltedCache::new(kept, shared.scram.clone(), move |salted| {
                     let _ = writer.send(KeptSalted {
-                        local: reg.local.clone(),
-                        foreign: reg.foreign.clone(),
-                        password: reg.password.clone(),
+                        registration: reg.clone(),
                         salted,
                     });
                 })

@@ -641,9 +641,7 @@ impl Router {
                             // again.
                             if let Some(salted) = secret.salted.current() {
                                 let kept = KeptSalted {
-                                    local: reg.local.clone(),
-                                    foreign: reg.foreign.clone(),
-                                    password: reg.password.clone(),
+                                    registration: reg.clone(),
                                     salted,
                                 };
                                 if let Err(e) = shared.storage.keep_salted_passwords(&[kept]) {
@@ -788,17 +786,10 @@ fn result(request: &Element, payload: Option<Element>) -> Element {
 fn stats_of(shared: &Shared, accounts_running: usize) -> String {
     let policy = shared.engine.stats();
     let registered = shared.storage.count().unwrap_or(0);
+    let (derived, reused) = shared.scram.read();
     format!(
-        "registered: {registered}\naccounts-running: {accounts_running}\nlogins-in-flight: {}\nscram-keys-derived: {}\nscram-keys-reused: {}\npolicy-decisions: {}\npolicy-cpu-us: {}",
+        "registered: {registered}\naccounts-running: {accounts_running}\nlogins-in-flight: {}\nscram-keys-derived: {derived}\nscram-keys-reused: {reused}\npolicy-decisions: {}\npolicy-cpu-us: {}",
         shared.config.max_concurrent_logins - shared.logins.available_permits(),
-        shared
-            .scram
-            .derived
-            .load(std::sync::atomic::Ordering::Relaxed),
-        shared
-            .scram
-            .reused
-            .load(std::sync::atomic::Ordering::Relaxed),
         policy.decisions,
         policy.cpu_ns / 1000,
     )

@@ -22,12 +22,8 @@ pub struct Registration {
 /// A salted password to keep, with the registration it was derived for.
 #[derive(Debug, Clone)]
 pub struct KeptSalted {
-    /// L.
-    pub local: BareJid,
-    /// F, as registered when the session logged in.
-    pub foreign: BareJid,
-    /// F's password, as registered when the session logged in.
-    pub password: Secret,
+    /// The registration as it was when the login derived it.
+    pub registration: Registration,
     /// What was derived from it.
     pub salted: SaltedPassword,
 }
@@ -202,13 +198,13 @@ impl Storage {
                      ON CONFLICT(local_jid) DO UPDATE SET
                          mechanism = ?2, salt = ?3, iterations = ?4, salted = ?5",
                     params![
-                        k.local.as_str(),
+                        k.registration.local.as_str(),
                         k.salted.hash.mechanism(),
                         k.salted.salt,
                         k.salted.iterations,
                         k.salted.key,
-                        k.foreign.as_str(),
-                        k.password.0,
+                        k.registration.foreign.as_str(),
+                        k.registration.password.0,
                     ],
                 )
                 .context("failed to keep a salted password")?;
@@ -389,9 +385,7 @@ mod tests {
         };
         s.put(&r).expect("put");
         let kept = |r: &Registration, key| KeptSalted {
-            local: r.local.clone(),
-            foreign: r.foreign.clone(),
-            password: r.password.clone(),
+            registration: r.clone(),
             salted: salted(key),
         };
         assert_eq!(s.keep_salted_passwords(&[kept(&r, 1)]).expect("keep"), 1);

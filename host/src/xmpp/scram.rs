@@ -288,6 +288,16 @@ pub struct Counters {
     pub reused: AtomicU64,
 }
 
+impl Counters {
+    /// (derived, reused) now.
+    pub fn read(&self) -> (u64, u64) {
+        (
+            self.derived.load(Ordering::Relaxed),
+            self.reused.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// The salted password of one account's foreign logins, shared by its
 /// sessions; a new one is handed to `keep` (the database).
 #[derive(Clone)]
