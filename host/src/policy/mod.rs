@@ -98,8 +98,9 @@ struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
-    /// The account being decided; its store is the only one reachable.
-    account: Option<String>,
+    /// The account being decided, empty between decisions; its store is the
+    /// only one reachable.
+    account: String,
     backend: Arc<dyn StateBackend>,
     /// When the running call must have ended.
     deadline: Instant,
@@ -149,17 +150,24 @@ impl StateBackend for MemoryState {
     }
 }
 
+impl State {
+    /// The account being decided; none during `init`.
+    fn account(&self) -> Option<&str> {
+        Some(self.account.as_str()).filter(|a| !a.is_empty())
+    }
+}
+
 // The shared types interface has no functions to provide.
 impl bindings::pizzja::policy::types::Host for State {}
 
 impl bindings::pizzja::policy::store::Host for State {
     fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        let account = self.account.as_deref()?;
+        let account = self.account()?;
         self.backend.get(account, &key)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        let Some(account) = self.account.as_deref() else {
+        let Some(account) = self.account() else {
             return Err("the store is per account: use it in decide, not in init".into());
         };
         if key.len() > STATE_KEY_LIMIT {
@@ -179,7 +187,7 @@ impl bindings::pizzja::policy::store::Host for State {
     }
 
     fn delete(&mut self, key: String) {
-        if let Some(account) = self.account.as_deref() {
+        if let Some(account) = self.account() {
             self.backend.delete(account, &key);
         }
     }
@@ -551,7 +559,7 @@ impl Core {
             return self.decide_untimed(event, facts).await;
         }
         let mut call = Timed {
-            inner: Box::pin(self.decide_untimed(event, facts)),
+            inner: std::pin::pin!(self.decide_untimed(event, facts)),
             spent: Duration::ZERO,
         };
         let result = (&mut call).await;
@@ -573,13 +581,14 @@ impl Core {
         };
         let _running = Running::start();
         arm_deadline(&mut inst.store, self.limits);
-        // Instances serve every account: scope the store to this one.
-        inst.store.data_mut().account = Some(facts.local_jid.clone());
+        // Instances serve every account: scope the store to this one (into
+        // the instance's own buffer: no allocation per decision).
+        inst.store.data_mut().account.push_str(&facts.local_jid);
         // The epoch bounds the guest's own code; this bounds the whole call,
         // host calls included (a guest may ask WASI to wait).
         let call = inst.policy.call_decide(&mut inst.store, event, facts);
         let result = bounded(wall_limit(self.limits), call).await;
-        inst.store.data_mut().account = None;
+        inst.store.data_mut().account.clear();
         self.on_probation(&loaded, result.is_err());
         match result {
             Ok(actions) => {
@@ -629,30 +638,38 @@ fn wt<T>(r: wasmtime::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
     r.map_err(|e| anyhow::anyhow!("{}: {e:#}", what()))
 }
 
-/// A future that adds up the thread CPU time of each of its polls: the work
-/// it did itself, not what the thread ran while it was suspended.
-struct Timed<F> {
-    inner: std::pin::Pin<Box<F>>,
+/// A future that adds up the CPU time of each of its polls: the work it did
+/// itself, not what the thread ran while it was suspended.
+///
+/// The thread CPU clock is a system call, and the part of it that runs after
+/// it reads the clock (and before, in the second read) would count as the
+/// policy's: about 0.9 µs with cold caches, measured, against decisions of
+/// 15-25 µs. So the wall clock (vDSO, ~25 ns) is read inside that window too,
+/// and each poll counts the smaller of the two: the wall time when the thread
+/// ran throughout, the CPU time when it was preempted in between.
+struct Timed<'a, F> {
+    inner: std::pin::Pin<&'a mut F>,
     spent: Duration,
 }
 
-impl<F: std::future::Future> std::future::Future for Timed<F> {
+impl<F: std::future::Future> std::future::Future for Timed<'_, F> {
     type Output = F::Output;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
-        let now = || {
+        let cpu = || {
             cpu_time::ThreadTime::try_now()
                 .ok()
                 .map(|t| t.as_duration())
         };
-        let before = now();
+        let cpu_before = cpu();
+        let wall_before = Instant::now();
         let poll = self.inner.as_mut().poll(cx);
-        if let Some(d) = before.zip(now()).and_then(|(a, z)| z.checked_sub(a)) {
-            self.spent += d;
-        }
+        let wall = wall_before.elapsed();
+        let cpu = cpu_before.zip(cpu()).and_then(|(a, z)| z.checked_sub(a));
+        self.spent += cpu.map_or(wall, |c| c.min(wall));
         poll
     }
 }
@@ -722,7 +739,7 @@ async fn instantiate(
             .memory_size(limits.memory)
             .trap_on_grow_failure(true)
             .build(),
-        account: None,
+        account: String::new(),
         backend: loaded.state.clone(),
         deadline: Instant::now(),
     };
