@@ -48,11 +48,25 @@ enum Timer {
     Inbound(String),
     /// The grace period after a link reset is over.
     Sweep(u64),
+    /// A stanza held for its sender's presence has waited long enough.
+    Held,
 }
 
 /// How long controllers have to confirm themselves after the link to the
-/// local server came back (the server answers T's probe at once).
-const CONFIRM_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// local server came back (the server answers T's probe at once); also how
+/// long a stanza from a controller not confirmed yet waits for its presence.
+pub(crate) const CONFIRM_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// At most this many stanzas of one account wait for their senders'
+/// presence; more are refused (with `wait`: try again).
+const HELD_LIMIT: usize = 64;
+
+/// A local stanza waiting for its sender's presence (see [`Account::holds`]).
+struct Held {
+    resource: Option<String>,
+    el: Element,
+    until: std::time::Instant,
+}
 
 struct Controller {
     resource: String,
@@ -119,12 +133,17 @@ pub struct Account {
     /// Controllers not seen since the last link reset, and which reset.
     unconfirmed: Vec<String>,
     resets: u64,
+    /// Whether the local server has told us of the account's presence since
+    /// this task started or the link came back (the probe's answer).
+    presence_known: bool,
+    /// Local stanzas waiting for their senders' presence, in arrival order.
+    held: std::collections::VecDeque<Held>,
     /// The SCRAM salted password of the foreign logins, read from the
     /// database when the first session opens.
     salted: Option<SaltedCache>,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -148,6 +167,8 @@ pub fn spawn(reg: Registration, shared: Arc<Shared>) -> mpsc::UnboundedSender<In
         timers_tx,
         unconfirmed: Vec::new(),
         resets: 0,
+        presence_known: false,
+        held: std::collections::VecDeque::new(),
         salted: None,
     };
     tokio::spawn(account.run(rx, reports_rx, timers_rx));
@@ -165,7 +186,7 @@ impl Account {
         loop {
             tokio::select! {
                 input = inputs.recv() => match input {
-                    Some(Input::Local(el)) => self.on_local(el).await,
+                    Some(Input::Local(el)) => self.on_local_input(el).await,
                     Some(Input::LinkReset) => self.on_link_reset(),
                     Some(Input::Status(reply)) => {
                         let _ = reply.send(self.status());
@@ -174,6 +195,16 @@ impl Account {
                 },
                 Some((tag, report)) = reports.recv() => self.on_report(tag, report).await,
                 Some(timer) = timers.recv() => self.on_timer(timer).await,
+            }
+        }
+        for held in std::mem::take(&mut self.held) {
+            if let Some(reply) = error_reply(
+                &held.el,
+                "wait",
+                "service-unavailable",
+                Some("the gateway stopped serving this account; send it again"),
+            ) {
+                self.to_local(reply).await;
             }
         }
         for (_, s) in self.sessions.drain() {
@@ -200,6 +231,80 @@ impl Account {
 
     // ---- local side ------------------------------------------------------
 
+    /// A stanza from the local server: decided now, or held for its
+    /// sender's presence, then whatever it let through.
+    async fn on_local_input(&mut self, el: Element) {
+        let resource = el
+            .attr("from")
+            .and_then(|f| Jid::new(f).ok())
+            .and_then(|f| f.resource().map(|r| r.to_string()));
+        if self.holds(&el, resource.as_deref()) {
+            if self.held.len() >= HELD_LIMIT {
+                let text = "too many stanzas waiting for their senders' presence";
+                if let Some(reply) = error_reply(&el, "wait", "resource-constraint", Some(text)) {
+                    self.to_local(reply).await;
+                }
+                return;
+            }
+            debug!(local = %self.reg.local, ?resource, "holding a stanza until its sender's presence is known");
+            self.held.push_back(Held {
+                resource,
+                el,
+                until: std::time::Instant::now() + CONFIRM_GRACE,
+            });
+            self.arm_after(CONFIRM_GRACE, Timer::Held);
+            return;
+        }
+        self.on_local(el).await;
+        self.release_held().await;
+    }
+
+    /// Whether a stanza must wait for its sender's presence. After the
+    /// gateway starts (or its link comes back) it probes every registered
+    /// user, and a controller that was online all along may speak before
+    /// the server's answer says so: its stanza waits for that answer, up to
+    /// [`CONFIRM_GRACE`], instead of being refused as from a resource that is
+    /// not online (SPEC section 4). Its later stanzas queue behind it.
+    fn holds(&self, el: &Element, resource: Option<&str>) -> bool {
+        let presence_to_t = el.name() == "presence"
+            && el
+                .attr("to")
+                .and_then(|t| Jid::new(t).ok())
+                .is_some_and(|t| t.node().is_none());
+        if presence_to_t {
+            return false;
+        }
+        if self.held.iter().any(|h| h.resource.as_deref() == resource) {
+            return true;
+        }
+        !self.presence_known && self.shared.confirming() && !self.is_online(resource)
+    }
+
+    /// A resource is online; a stanza without one (from the bare JID) is
+    /// as good as online while any controller is.
+    fn is_online(&self, resource: Option<&str>) -> bool {
+        match resource {
+            Some(r) => self.controllers.iter().any(|c| c.resource == r),
+            None => !self.controllers.is_empty(),
+        }
+    }
+
+    /// Decides the held stanzas whose sender is online now or which have
+    /// waited long enough, in order.
+    async fn release_held(&mut self) {
+        let now = std::time::Instant::now();
+        while let Some(i) = self
+            .held
+            .iter()
+            .position(|h| h.until <= now || self.is_online(h.resource.as_deref()))
+        {
+            let Some(held) = self.held.remove(i) else {
+                break;
+            };
+            self.on_local(held.el).await;
+        }
+    }
+
     async fn on_local(&mut self, mut el: Element) {
         let Some(kind) = Kind::of(&el) else { return };
         let from: Option<Jid> = el.attr("from").and_then(|f| Jid::new(f).ok());
@@ -214,6 +319,11 @@ impl Account {
         let now = now_ms();
         let type_ = el.attr("type").unwrap_or("").to_string();
 
+        // The server's word on the account's presence (a probe from the
+        // account's server says nothing of its resources).
+        if kind == Kind::Presence && to_gateway && (type_.is_empty() || type_ == "unavailable") {
+            self.presence_known = true;
+        }
         if let Some(r) = &resource {
             if kind == Kind::Presence && to_gateway && type_.is_empty() {
                 self.unconfirmed.retain(|u| u != r);
@@ -403,6 +513,7 @@ impl Account {
     async fn on_timer(&mut self, timer: Timer) {
         match timer {
             Timer::Sweep(reset) => self.sweep(reset).await,
+            Timer::Held => self.release_held().await,
             Timer::Outbound(id) => {
                 let Some(p) = self.pending_out.remove(&id) else {
                     return;
@@ -479,6 +590,7 @@ impl Account {
         // Whoever left while the link was down never told us: only the
         // controllers the server reports again (probe answers) stay.
         self.resets += 1;
+        self.presence_known = false;
         self.unconfirmed = self
             .controllers
             .iter()

@@ -46,9 +46,28 @@ pub struct Shared {
     pub scram: Arc<crate::xmpp::scram::Counters>,
     /// Salted passwords for the database (see [`crate::keep_salted`]).
     pub keep_salted: mpsc::UnboundedSender<crate::storage::KeptSalted>,
+    /// Until when (ms since the epoch) the local server may still be
+    /// answering T's probes: a stanza from a controller not confirmed yet
+    /// waits for its presence until then.
+    pub confirm_until_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
+    /// Whether the answers to T's probes may still be on their way.
+    pub fn confirming(&self) -> bool {
+        crate::account::now_ms()
+            < self
+                .confirm_until_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The probes' answers may come for another grace period from now.
+    fn confirm_from_now(&self) {
+        let until = crate::account::now_ms() + crate::account::CONFIRM_GRACE.as_millis() as u64;
+        self.confirm_until_ms
+            .store(until, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// How to reach a foreign domain.
     pub fn connector_for(&self, domain: &str) -> Connector {
         Connector {
@@ -110,6 +129,7 @@ impl Router {
     /// on each other for ever.
     pub fn probe_registered(&self) {
         let shared = self.shared.clone();
+        shared.confirm_from_now();
         tokio::spawn(async move {
             let locals = match shared.storage.locals() {
                 Ok(l) => l,
@@ -125,6 +145,8 @@ impl Router {
                     return;
                 }
             }
+            // The last answers come a little after the last probe.
+            shared.confirm_from_now();
         });
     }
 

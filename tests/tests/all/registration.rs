@@ -101,6 +101,64 @@ async fn registers_with_a_real_login_and_keeps_it_across_a_restart() {
     assert_eq!(m.attr("from"), Some("me@foreign.test/Work"));
 }
 
+#[tokio::test]
+async fn after_a_restart_a_controller_speaking_before_the_probe_is_answered_is_served() {
+    let mut world = World::new().await;
+    let mut bob = world.bob().await;
+    through(&mut world, &mut bob, "before the restart").await;
+    world.restart_gateway().await;
+    // At once: in most runs the phone's message reaches the new gateway
+    // before the server's answer to its start-up probe says the phone is
+    // online. It waits for that answer instead of being refused.
+    through(&mut world, &mut bob, "right after the restart").await;
+    assert!(
+        world.phone.inbox().all(|e| e.attr("type") != Some("error")),
+        "the phone got an error: {:?}",
+        world.phone.inbox().map(xml).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn after_a_restart_a_stanza_waits_for_its_senders_presence_or_gets_its_error() {
+    let mut world = World::new().await;
+    let mut bob = world.bob().await;
+    // Nobody of alice's is online when the gateway starts again, so nothing
+    // of hers is confirmed yet.
+    world.phone.send("<presence type='unavailable'/>").await;
+    world.restart_gateway().await;
+    let bob_gw = gw_jid("bob@foreign.test");
+    let mut laptop = world.client("alice", LOCAL, "Work/laptop").await;
+    laptop
+        .send(&format!(
+            "<message type='chat' id='early' to='{bob_gw}'><body>sent before presence</body></message>"
+        ))
+        .await;
+    let tablet = world.client("alice", LOCAL, "Home/tablet").await;
+    tablet
+        .send(&format!(
+            "<message type='chat' id='never' to='{bob_gw}'><body>no presence ever</body></message>"
+        ))
+        .await;
+    // The laptop's presence comes after its message: the message waited.
+    laptop.go_online().await;
+    let m = bob
+        .expect("the held message", |e| {
+            body(e).as_deref() == Some("sent before presence")
+        })
+        .await;
+    assert_eq!(m.attr("from"), Some("me@foreign.test/Work"));
+    // The tablet never says it is online: after the wait, SPEC section 4's
+    // error, not silence.
+    let mut tablet = tablet;
+    let e = tablet.expect_error("never", "service-unavailable").await;
+    assert!(xml(&e).contains("send presence"), "{}", xml(&e));
+    assert!(
+        bob.inbox()
+            .all(|e| body(e).as_deref() != Some("no presence ever")),
+        "the tablet's message went out"
+    );
+}
+
 /// Waits until the phone sees its foreign session, me@foreign.test/Work,
 /// available through the gateway.
 async fn session_up(world: &mut World, what: &str) {
