@@ -143,7 +143,7 @@ pub struct Account {
     salted: Option<SaltedCache>,
 }
 
-pub(crate) fn now_ms() -> u64 {
+fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -292,6 +292,9 @@ impl Account {
     /// Decides the held stanzas whose sender is online now or which have
     /// waited long enough, in order.
     async fn release_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
         let now = std::time::Instant::now();
         while let Some(i) = self
             .held

@@ -46,26 +46,23 @@ pub struct Shared {
     pub scram: Arc<crate::xmpp::scram::Counters>,
     /// Salted passwords for the database (see [`crate::keep_salted`]).
     pub keep_salted: mpsc::UnboundedSender<crate::storage::KeptSalted>,
-    /// Until when (ms since the epoch) the local server may still be
-    /// answering T's probes: a stanza from a controller not confirmed yet
-    /// waits for its presence until then.
-    pub confirm_until_ms: std::sync::atomic::AtomicU64,
+    /// Until when the local server may still be answering T's probes: a
+    /// stanza from a controller not confirmed yet waits for its presence
+    /// until then.
+    pub confirm_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Shared {
     /// Whether the answers to T's probes may still be on their way.
     pub fn confirming(&self) -> bool {
-        crate::account::now_ms()
-            < self
-                .confirm_until_ms
-                .load(std::sync::atomic::Ordering::Relaxed)
+        let until = *self.confirm_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|u| std::time::Instant::now() < u)
     }
 
     /// The probes' answers may come for another grace period from now.
     fn confirm_from_now(&self) {
-        let until = crate::account::now_ms() + crate::account::CONFIRM_GRACE.as_millis() as u64;
-        self.confirm_until_ms
-            .store(until, std::sync::atomic::Ordering::Relaxed);
+        let until = std::time::Instant::now() + crate::account::CONFIRM_GRACE;
+        *self.confirm_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
     }
 
     /// How to reach a foreign domain.

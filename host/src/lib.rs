@@ -143,7 +143,7 @@ pub async fn run(
         logins: Arc::new(tokio::sync::Semaphore::new(config_logins)),
         scram: Arc::default(),
         keep_salted: keep_salted_tx,
-        confirm_until_ms: Default::default(),
+        confirm_until: Default::default(),
     });
     tokio::spawn(policy::reload::serve(shared.clone(), reload_requests));
     // Kept alive for as long as the gateway runs.
