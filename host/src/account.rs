@@ -59,7 +59,7 @@ pub(crate) const CONFIRM_GRACE: std::time::Duration = std::time::Duration::from_
 
 /// At most this many stanzas of one account wait for their senders'
 /// presence; more are refused (with `wait`: try again).
-const HELD_LIMIT: usize = 64;
+pub const HELD_LIMIT: usize = 64;
 
 /// A local stanza waiting for its sender's presence (see [`Account::holds`]).
 struct Held {

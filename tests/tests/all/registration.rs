@@ -119,7 +119,7 @@ async fn after_a_restart_a_controller_speaking_before_the_probe_is_answered_is_s
 }
 
 #[tokio::test]
-async fn after_a_restart_a_stanza_waits_for_its_senders_presence_or_gets_its_error() {
+async fn after_a_restart_stanzas_wait_in_order_for_their_senders_presence_or_get_an_error() {
     let mut world = World::new().await;
     let mut bob = world.bob().await;
     // Nobody of alice's is online when the gateway starts again, so nothing
@@ -127,35 +127,52 @@ async fn after_a_restart_a_stanza_waits_for_its_senders_presence_or_gets_its_err
     world.phone.send("<presence type='unavailable'/>").await;
     world.restart_gateway().await;
     let bob_gw = gw_jid("bob@foreign.test");
-    let mut laptop = world.client("alice", LOCAL, "Work/laptop").await;
-    laptop
-        .send(&format!(
-            "<message type='chat' id='early' to='{bob_gw}'><body>sent before presence</body></message>"
-        ))
-        .await;
-    let tablet = world.client("alice", LOCAL, "Home/tablet").await;
+    let mut tablet = world.client("alice", LOCAL, "Home/tablet").await;
     tablet
         .send(&format!(
             "<message type='chat' id='never' to='{bob_gw}'><body>no presence ever</body></message>"
         ))
         .await;
-    // The laptop's presence comes after its message: the message waited.
-    laptop.go_online().await;
-    let m = bob
-        .expect("the held message", |e| {
-            body(e).as_deref() == Some("sent before presence")
-        })
+    // The laptop speaks before its presence: its messages wait, as many as
+    // the account may hold; one more is refused at once, to be sent again.
+    let mut laptop = world.client("alice", LOCAL, "Work/laptop").await;
+    let held = pizzja_host::account::HELD_LIMIT - 1;
+    for i in 0..=held {
+        laptop
+            .send(&format!(
+                "<message type='chat' id='early-{i}' to='{bob_gw}'><body>early {i}</body></message>"
+            ))
+            .await;
+    }
+    let e = laptop
+        .expect_error(&format!("early-{held}"), "resource-constraint")
         .await;
-    assert_eq!(m.attr("from"), Some("me@foreign.test/Work"));
+    assert_eq!(e.attr("type"), Some("error"));
+    // Its presence comes after its messages: they go out, in order.
+    laptop.go_online().await;
+    for i in 0..held {
+        let text = format!("early {i}");
+        let m = bob
+            .expect("the held messages", |e| {
+                body(e).is_some_and(|b| b.starts_with("early"))
+            })
+            .await;
+        assert_eq!(body(&m).as_deref(), Some(text.as_str()), "out of order");
+        assert_eq!(m.attr("from"), Some("me@foreign.test/Work"));
+    }
     // The tablet never says it is online: after the wait, SPEC section 4's
     // error, not silence.
-    let mut tablet = tablet;
     let e = tablet.expect_error("never", "service-unavailable").await;
     assert!(xml(&e).contains("send presence"), "{}", xml(&e));
     assert!(
         bob.inbox()
             .all(|e| body(e).as_deref() != Some("no presence ever")),
         "the tablet's message went out"
+    );
+    assert!(
+        laptop.inbox().all(|e| e.attr("type") != Some("error")),
+        "the laptop's held messages got errors: {:?}",
+        laptop.inbox().map(xml).collect::<Vec<_>>()
     );
 }
 
