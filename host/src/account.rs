@@ -63,9 +63,27 @@ pub const HELD_LIMIT: usize = 64;
 
 /// A local stanza waiting for its sender's presence (see [`Account::holds`]).
 struct Held {
-    resource: Option<String>,
+    origin: Origin,
     el: Element,
     until: std::time::Instant,
+}
+
+/// Who a local stanza is from and whether it is addressed to T itself:
+/// read once per stanza, since parsing a JID is not free.
+struct Origin {
+    /// The sender's resource (`A/B`), none for the bare JID.
+    resource: Option<String>,
+    to_gateway: bool,
+}
+
+impl Origin {
+    fn of(el: &Element) -> Origin {
+        let jid = |attr| el.attr(attr).and_then(|a| Jid::new(a).ok());
+        Origin {
+            resource: jid("from").and_then(|f| f.resource().map(|r| r.to_string())),
+            to_gateway: jid("to").is_some_and(|t| t.node().is_none()),
+        }
+    }
 }
 
 struct Controller {
@@ -234,11 +252,8 @@ impl Account {
     /// A stanza from the local server: decided now, or held for its
     /// sender's presence, then whatever it let through.
     async fn on_local_input(&mut self, el: Element) {
-        let resource = el
-            .attr("from")
-            .and_then(|f| Jid::new(f).ok())
-            .and_then(|f| f.resource().map(|r| r.to_string()));
-        if self.holds(&el, resource.as_deref()) {
+        let origin = Origin::of(&el);
+        if self.holds(&el, &origin) {
             if self.held.len() >= HELD_LIMIT {
                 let text = "too many stanzas waiting for their senders' presence";
                 if let Some(reply) = error_reply(&el, "wait", "resource-constraint", Some(text)) {
@@ -246,16 +261,16 @@ impl Account {
                 }
                 return;
             }
-            debug!(local = %self.reg.local, ?resource, "holding a stanza until its sender's presence is known");
+            debug!(local = %self.reg.local, resource = ?origin.resource, "holding a stanza until its sender's presence is known");
             self.held.push_back(Held {
-                resource,
+                origin,
                 el,
                 until: std::time::Instant::now() + CONFIRM_GRACE,
             });
             self.arm_after(CONFIRM_GRACE, Timer::Held);
             return;
         }
-        self.on_local(el).await;
+        self.on_local(el, origin).await;
         self.release_held().await;
     }
 
@@ -265,16 +280,16 @@ impl Account {
     /// the server's answer says so: its stanza waits for that answer, up to
     /// [`CONFIRM_GRACE`], instead of being refused as from a resource that is
     /// not online (SPEC section 4). Its later stanzas queue behind it.
-    fn holds(&self, el: &Element, resource: Option<&str>) -> bool {
-        let presence_to_t = el.name() == "presence"
-            && el
-                .attr("to")
-                .and_then(|t| Jid::new(t).ok())
-                .is_some_and(|t| t.node().is_none());
-        if presence_to_t {
+    fn holds(&self, el: &Element, origin: &Origin) -> bool {
+        if el.name() == "presence" && origin.to_gateway {
             return false;
         }
-        if self.held.iter().any(|h| h.resource.as_deref() == resource) {
+        let resource = origin.resource.as_deref();
+        if self
+            .held
+            .iter()
+            .any(|h| h.origin.resource.as_deref() == resource)
+        {
             return true;
         }
         !self.presence_known && self.shared.confirming() && !self.is_online(resource)
@@ -299,26 +314,21 @@ impl Account {
         while let Some(i) = self
             .held
             .iter()
-            .position(|h| h.until <= now || self.is_online(h.resource.as_deref()))
+            .position(|h| h.until <= now || self.is_online(h.origin.resource.as_deref()))
         {
             let Some(held) = self.held.remove(i) else {
                 break;
             };
-            self.on_local(held.el).await;
+            self.on_local(held.el, held.origin).await;
         }
     }
 
-    async fn on_local(&mut self, mut el: Element) {
+    async fn on_local(&mut self, mut el: Element, origin: Origin) {
         let Some(kind) = Kind::of(&el) else { return };
-        let from: Option<Jid> = el.attr("from").and_then(|f| Jid::new(f).ok());
-        let resource = from
-            .as_ref()
-            .and_then(|f| f.resource())
-            .map(|r| r.to_string());
-        let to_gateway = el
-            .attr("to")
-            .and_then(|t| Jid::new(t).ok())
-            .is_some_and(|t| t.node().is_none());
+        let Origin {
+            resource,
+            to_gateway,
+        } = origin;
         let now = now_ms();
         let type_ = el.attr("type").unwrap_or("").to_string();
 
@@ -621,7 +631,8 @@ impl Account {
                 Some(format!("{}/{resource}", self.reg.local)),
             );
             set_attr(&mut p, "to", Some(self.gateway().to_string()));
-            self.on_local(p).await;
+            let origin = Origin::of(&p);
+            self.on_local(p, origin).await;
         }
     }
 
