@@ -85,6 +85,8 @@ fn counter(text: &str, name: &str) -> u64 {
 #[tokio::test]
 async fn admins_read_counters_that_follow_the_traffic() {
     let mut world = World::new().await;
+    // The phone's session may still be logging in: at rest, none is.
+    world.session_up("the session's presence").await;
     let mut admin = world.client("admin", LOCAL, "console").await;
     let (kind, before) = note(&execute_command(&mut admin, "c1", "stats").await);
     assert_eq!(kind, "info");

@@ -76,6 +76,19 @@ impl World {
         self.gateway = Some(Gateway::start(config).await.expect("restarts"));
     }
 
+    /// Waits until the phone sees its foreign session, me@foreign.test/Work,
+    /// available through the gateway: its login is over.
+    pub async fn session_up(&mut self, what: &str) {
+        let session = gw_jid(&format!("{ME}/Work"));
+        self.phone
+            .expect(what, |e| {
+                e.name() == "presence"
+                    && e.attr("from") == Some(session.as_str())
+                    && e.attr("type").is_none()
+            })
+            .await;
+    }
+
     /// A controller of alice, online at the gateway.
     pub async fn controller(&self, resource: &str) -> Client {
         let mut c = self.client("alice", LOCAL, resource).await;

@@ -69,14 +69,16 @@ async fn registers_with_a_real_login_and_keeps_it_across_a_restart() {
     );
     assert!(!xml(&form).contains(PASSWORD));
 
-    session_up(&mut world, "the session's presence").await;
+    world.session_up("the session's presence").await;
 
     // Restart the gateway on the same database: still registered, and the
     // start-up probe brings the session back for the controller online.
     let mut bob = world.bob().await;
     world.restart_gateway().await;
     // Without new presence from the phone, the probe revives me/Work.
-    session_up(&mut world, "the session's presence after the restart").await;
+    world
+        .session_up("the session's presence after the restart")
+        .await;
     world
         .phone
         .send(&format!(
@@ -176,20 +178,6 @@ async fn after_a_restart_stanzas_wait_in_order_for_their_senders_presence_or_get
     );
 }
 
-/// Waits until the phone sees its foreign session, me@foreign.test/Work,
-/// available through the gateway.
-async fn session_up(world: &mut World, what: &str) {
-    let session = gw_jid(&format!("{ME}/Work"));
-    world
-        .phone
-        .expect(what, |e| {
-            e.name() == "presence"
-                && e.attr("from") == Some(session.as_str())
-                && e.attr("type").is_none()
-        })
-        .await;
-}
-
 /// The admin `stats` counter `name`.
 async fn counter(world: &World, name: &str) -> u64 {
     let mut admin = world.client("admin", LOCAL, "console").await;
@@ -217,7 +205,7 @@ async fn logins_reuse_the_scram_key_the_registration_derived_even_after_a_restar
     let mut world = World::new().await;
     let mut bob = world.bob().await;
     through(&mut world, &mut bob, "first").await;
-    session_up(&mut world, "the session's presence").await;
+    world.session_up("the session's presence").await;
     // The registration's credential check derived the salted password and
     // kept it; the session's login reused it.
     assert_eq!(counter(&world, "scram-keys-derived").await, 1);
@@ -225,7 +213,9 @@ async fn logins_reuse_the_scram_key_the_registration_derived_even_after_a_restar
 
     world.restart_gateway().await;
     // The start-up probe finds the phone again, and its session comes back.
-    session_up(&mut world, "the session's presence after the restart").await;
+    world
+        .session_up("the session's presence after the restart")
+        .await;
     through(&mut world, &mut bob, "after the restart").await;
     assert_eq!(counter(&world, "scram-keys-derived").await, 0);
     assert!(counter(&world, "scram-keys-reused").await >= 1);
