@@ -685,6 +685,24 @@ pub async fn register(client: &mut Client, foreign: &str, password: &str) -> Ele
         .await
 }
 
+/// Registers and checks that the gateway refuses it with the defined
+/// `condition`; returns the answer for further checks.
+pub async fn register_refused(
+    client: &mut Client,
+    foreign: &str,
+    password: &str,
+    condition: &str,
+) -> Element {
+    let answer = register(client, foreign, password).await;
+    assert_eq!(
+        error_condition(&answer).as_deref(),
+        Some(condition),
+        "registering {foreign}: {}",
+        xml(&answer)
+    );
+    answer
+}
+
 /// Registers (the client must have gone online) and completes the
 /// subscription handshake; panics on failure.
 pub async fn register_ok(client: &mut Client, foreign: &str) {
