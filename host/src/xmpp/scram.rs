@@ -191,11 +191,6 @@ impl ScramClient {
         }
     }
 
-    /// The mechanism's hash.
-    pub fn hash(&self) -> ScramHash {
-        self.hash
-    }
-
     /// The client's first message, sent with `<auth/>`.
     pub fn first(&self) -> Vec<u8> {
         format!("{GS2_HEADER}{}", self.first_bare).into_bytes()
