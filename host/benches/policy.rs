@@ -25,7 +25,6 @@ mod probe {
     wasmtime::component::bindgen!({
         path: "../benches/probe/wit",
         world: "probe",
-        exports: { default: async },
     });
 }
 
@@ -37,12 +36,12 @@ mod wire {
     include!("../../benches/probe/src/wire_codec.rs");
 }
 
-/// The probe, instantiated as the policy engine instantiates policies
-/// (async calls, epoch interruption, WASI linked with nothing granted).
+/// The probe, called as the policy engine calls policies (sync calls,
+/// epoch interruption, WASI linked with nothing granted: wasmtime-wasi's
+/// sync bindings here, which the probe's functions never call).
 struct Probe {
     store: wasmtime::Store<ProbeState>,
     probe: probe::Probe,
-    runtime: tokio::runtime::Runtime,
 }
 
 struct ProbeState {
@@ -65,7 +64,7 @@ impl Probe {
         config.epoch_interruption(true);
         let engine = wasmtime::Engine::new(&config).expect("an engine");
         let mut linker = wasmtime::component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("WASI links");
         let component = wasmtime::component::Component::from_file(
             &engine,
             pizzja_host::testing::policy_path("pizzja_probe"),
@@ -79,30 +78,19 @@ impl Probe {
             },
         );
         store.set_epoch_deadline(u64::MAX / 2);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let probe = runtime
-            .block_on(probe::Probe::instantiate_async(
-                &mut store, &component, &linker,
-            ))
-            .expect("instantiates");
-        Probe {
-            store,
-            probe,
-            runtime,
-        }
+        let probe =
+            probe::Probe::instantiate(&mut store, &component, &linker).expect("instantiates");
+        Probe { store, probe }
     }
 
     fn nothing(&mut self) {
-        let call = self.probe.call_nothing(&mut self.store);
-        self.runtime.block_on(call).expect("calls");
+        self.probe.call_nothing(&mut self.store).expect("calls");
     }
 
     fn bytes(&mut self, input: &[u8]) -> Vec<u8> {
-        let call = self.probe.call_bytes(&mut self.store, input);
-        self.runtime.block_on(call).expect("calls")
+        self.probe
+            .call_bytes(&mut self.store, input)
+            .expect("calls")
     }
 
     /// The default policy's decision through one buffer each way, encoding
@@ -110,8 +98,10 @@ impl Probe {
     fn decide(&mut self, event: &wit::Event, facts: &wit::Facts) -> Vec<wit::Action> {
         let mut input = Vec::with_capacity(1024);
         wire::encode_input(event, facts, &mut input);
-        let call = self.probe.call_decide(&mut self.store, &input);
-        let output = self.runtime.block_on(call).expect("calls");
+        let output = self
+            .probe
+            .call_decide(&mut self.store, &input)
+            .expect("calls");
         wire::decode(&output).expect("the probe's actions decode")
     }
 }
@@ -260,14 +250,14 @@ fn main() {
     )
     .expect("loads");
     let (event, facts) = (event_wit(), facts_wit());
-    let actions = engine.decide_blocking(&event, &facts).expect("decides");
+    let actions = engine.decide(&event, &facts).expect("decides");
     assert_eq!(
         actions.len(),
         2,
         "the benchmark's decision delivers to two controllers"
     );
     let (wasm_med, wasm_p99) = measure(batches, per, || {
-        std::hint::black_box(engine.decide_blocking(&event, &facts).expect("decides"));
+        std::hint::black_box(engine.decide(&event, &facts).expect("decides"));
     });
     let mut native =
         pizzja_policy_default::DefaultPolicy::new(&pizzja_sdk::Config::default()).expect("valid");
@@ -281,9 +271,9 @@ fn main() {
         "ratio wasm/native (medians):    {:.1}x",
         wasm_med.as_secs_f64() / nat_med.as_secs_f64()
     );
-    // The same decision as an account task makes it: an async call, awaited
-    // on a tokio worker. (When decisions went to policy threads, this hop
-    // cost 49 µs: two thread wake-ups.)
+    // The same decision as an account task makes it: on a tokio worker.
+    // (When decisions went to policy threads, this hop cost 49 µs: two
+    // thread wake-ups.)
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -294,7 +284,7 @@ fn main() {
         for _ in 0..batches {
             let start = Instant::now();
             for _ in 0..per {
-                let decided = engine.decide(event.clone(), facts.clone()).await;
+                let decided = engine.decide(&event, &facts);
                 std::hint::black_box(decided.expect("decides"));
             }
             samples.push(start.elapsed() / per as u32);
@@ -303,7 +293,7 @@ fn main() {
     });
     println!("decision from a tokio task:     median {hop_med:?}, p99 {hop_p99:?}");
     println!(
-        "async call overhead:            {:?} (medians)",
+        "on a worker, more by:           {:?} (medians)",
         hop_med.saturating_sub(wasm_med)
     );
     // The call alone: the same event and facts into a policy that decides
@@ -319,10 +309,10 @@ fn main() {
         EngineOptions::with_limits(limits),
     )
     .expect("loads");
-    let decided = nothing.decide_blocking(&event, &facts).expect("decides");
+    let decided = nothing.decide(&event, &facts).expect("decides");
     assert!(decided.is_empty(), "`nothing` decides nothing");
     let (call_med, call_p99) = measure(batches, per, || {
-        std::hint::black_box(nothing.decide_blocking(&event, &facts).expect("decides"));
+        std::hint::black_box(nothing.decide(&event, &facts).expect("decides"));
     });
     // In the gateway a decision comes once a millisecond or so, between
     // parsing, serialising and socket work: its code and data are no longer
@@ -352,10 +342,10 @@ fn main() {
     let mut native_cold = Vec::new();
     for i in 0..batches {
         decision_cold.push(cold(i, &mut other, || {
-            std::hint::black_box(engine.decide_blocking(&event, &facts).expect("decides"));
+            std::hint::black_box(engine.decide(&event, &facts).expect("decides"));
         }));
         call_cold.push(cold(i, &mut other, || {
-            std::hint::black_box(nothing.decide_blocking(&event, &facts).expect("decides"));
+            std::hint::black_box(nothing.decide(&event, &facts).expect("decides"));
         }));
         bare_cold.push(cold(i, &mut other, || probe.nothing()));
         buf_cold.push(cold(i, &mut other, || {

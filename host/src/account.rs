@@ -691,7 +691,7 @@ impl Account {
 
     async fn decide_and_apply(&mut self, event: wit::Event, current: Current) {
         let facts = self.facts();
-        let actions = match self.shared.engine.decide(event, facts).await {
+        let actions = match self.shared.engine.decide(&event, &facts) {
             Ok(actions) => actions,
             Err(e) => {
                 warn!(local = %self.reg.local, error = %e, "policy failed; answering with an error");

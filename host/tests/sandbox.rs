@@ -54,7 +54,7 @@ fn facts() -> Facts {
 
 fn assert_recovers(engine: &PolicyEngine) {
     let actions = engine
-        .decide_blocking(&message("hello"), &facts())
+        .decide(&message("hello"), &facts())
         .expect("a fresh instance decides");
     assert!(
         !actions.is_empty(),
@@ -63,73 +63,96 @@ fn assert_recovers(engine: &PolicyEngine) {
 }
 
 #[test]
-fn a_trap_fails_only_that_decision() {
+fn a_trap_fails_only_that_decision_and_says_what_the_policy_wrote() {
     let engine = engine();
     let err = engine
-        .decide_blocking(&message("trap"), &facts())
+        .decide(&message("trap"), &facts())
         .expect_err("traps");
     assert!(matches!(err, DecideError::Trap { .. }), "{err}");
+    // A Rust panic's message goes to stderr: it comes with the error.
+    assert!(
+        format!("{err}").contains("hostile policy traps on purpose"),
+        "{err}"
+    );
     assert_recovers(&engine);
 }
 
 #[test]
-fn an_endless_loop_is_stopped_at_the_deadline() {
+fn what_a_policy_prints_while_deciding_well_is_dropped_with_the_call() {
+    let engine = engine();
+    engine
+        .decide(&message("print"), &facts())
+        .expect("printing is allowed");
+    // Nothing of it is left over for the next call's error.
+    let err = engine
+        .decide(&message("trap"), &facts())
+        .expect_err("traps");
+    assert!(!format!("{err}").contains("to stdout"), "{err}");
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_deadline_not_before() {
     let engine = engine();
     let start = Instant::now();
     let err = engine
-        .decide_blocking(&message("loop"), &facts())
+        .decide(&message("loop"), &facts())
         .expect_err("interrupted");
+    let elapsed = start.elapsed();
     // Generous bound: this proves it ends, not how fast (that is a benchmark).
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        start.elapsed()
+        elapsed >= limits().deadline,
+        "stopped after {elapsed:?}, before its deadline"
     );
-    assert!(format!("{err}").contains("trapped"), "{err}");
+    assert!(format!("{err}").contains("deadline"), "{err}");
     assert_recovers(&engine);
 }
 
 #[test]
-fn a_looping_guest_lets_other_tasks_run_until_its_deadline() {
+fn a_policy_that_sleeps_is_stopped_at_once_with_the_reason() {
     let engine = engine();
-    // One thread: if the guest held it, nothing else could run meanwhile.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let (ran, seen) = tokio::sync::watch::channel(0u32);
-        let other = tokio::spawn(async move {
-            for n in 1.. {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                let _ = ran.send(n);
-            }
-        });
-        let start = Instant::now();
-        let err = engine
-            .decide(message("loop"), facts())
-            .await
-            .expect_err("interrupted");
-        let elapsed = start.elapsed();
-        other.abort();
-        assert!(format!("{err}").contains("trapped"), "{err}");
-        assert!(
-            *seen.borrow() > 0,
-            "no other task ran while the guest looped"
-        );
-        assert!(
-            elapsed >= limits().deadline,
-            "stopped after {elapsed:?}, before its deadline"
-        );
-    });
+    let start = Instant::now();
+    let err = engine
+        .decide(&message("sleep"), &facts())
+        .expect_err("a policy cannot wait");
+    assert!(format!("{err}").contains("policies cannot wait"), "{err}");
+    // Stopped when it asked, not at the deadline.
+    assert!(
+        start.elapsed() < limits().deadline,
+        "took {:?}",
+        start.elapsed()
+    );
     assert_recovers(&engine);
+}
+
+#[test]
+fn a_policy_that_imports_files_or_sockets_is_refused_when_loaded() {
+    // A component importing WASI's preopened directories, and nothing else.
+    let wat = r#"(component
+        (import "wasi:filesystem/preopens@0.2.6" (instance
+            (export "get-directories" (func (result (list u32))))))
+    )"#;
+    let err = PolicyEngine::new(
+        "files",
+        wat.as_bytes(),
+        vec![],
+        EngineOptions::with_limits(limits()),
+    )
+    .err()
+    .expect("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("imports something the host does not provide")
+            && text.contains("wasi:filesystem/preopens"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_memory_bomb_hits_the_cap() {
     let engine = engine();
     let err = engine
-        .decide_blocking(&message("grow"), &facts())
+        .decide(&message("grow"), &facts())
         .expect_err("capped");
     assert!(matches!(err, DecideError::Trap { .. }), "{err}");
     assert_recovers(&engine);
@@ -215,7 +238,7 @@ fn a_new_policy_that_keeps_trapping_is_rolled_back() {
     assert!(matches!(events.try_recv(), Ok(PolicyEvent::Loaded { .. })));
     for _ in 0..ROLLBACK_TRAPS {
         engine
-            .decide_blocking(&message("hello"), &facts())
+            .decide(&message("hello"), &facts())
             .expect_err("the new policy traps");
     }
     match events.try_recv().expect("an event") {
@@ -277,7 +300,7 @@ fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
 fn a_policy_sees_no_clock() {
     use pizzja_host::policy::bindings::Action;
     let actions = engine()
-        .decide_blocking(&message("clock"), &facts())
+        .decide(&message("clock"), &facts())
         .expect("decides");
     let said: Vec<_> = actions
         .iter()
@@ -330,7 +353,7 @@ fn the_store_is_per_account_and_survives_traps_and_swaps() {
     let say = |body: &str, local: &str| {
         logs(
             &engine
-                .decide_blocking(&message(body), &facts_of(local))
+                .decide(&message(body), &facts_of(local))
                 .expect("decides"),
         )
     };
@@ -343,7 +366,7 @@ fn the_store_is_per_account_and_survives_traps_and_swaps() {
     assert_eq!(say("recall", "carol@l.test"), ["memo: None"]);
     // A trap throws the instance away; the store stays.
     engine
-        .decide_blocking(&message("trap"), &facts())
+        .decide(&message("trap"), &facts())
         .expect_err("traps");
     assert_eq!(
         say("recall", "alice@l.test"),
@@ -361,11 +384,7 @@ fn the_store_is_per_account_and_survives_traps_and_swaps() {
 #[test]
 fn the_store_is_bounded() {
     let engine = engine();
-    let said = logs(
-        &engine
-            .decide_blocking(&message("fill"), &facts())
-            .expect("decides"),
-    );
+    let said = logs(&engine.decide(&message("fill"), &facts()).expect("decides"));
     assert_eq!(said.len(), 1);
     assert!(
         said[0].starts_with("refused:") && said[0].contains("limit"),
@@ -386,7 +405,7 @@ fn the_gateway_keeps_policy_state_in_its_database() {
     };
     let engine = PolicyEngine::new("hostile", &bytes, vec![], options).expect("loads");
     engine
-        .decide_blocking(&message("remember on disk"), &facts())
+        .decide(&message("remember on disk"), &facts())
         .expect("decides");
     drop(engine);
     // Reopened, as after a restart.

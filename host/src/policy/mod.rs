@@ -5,18 +5,21 @@
 //! call runs under an epoch deadline and each instance under a memory cap;
 //! an instance that trapped is dropped, never called again.
 //!
-//! Calls are async (wasmtime's async support: the guest runs on a fiber) and
-//! made by the account task itself. They used to go to dedicated policy
-//! threads, because wasmtime-wasi's sync bindings call `block_on` (a guest's
-//! panic message on stderr panicked a tokio worker); the async bindings
-//! await instead. The hop to a thread and back cost 49 µs per decision on
-//! the benchmark machine, against 6 µs for the decision (BENCHMARKS.md). A
-//! guest that loops yields to the runtime at every epoch tick until its
-//! deadline, so it holds no worker thread meanwhile.
+//! Calls are synchronous and made by the account task itself, on the
+//! runtime's thread: a decision is CPU work of some 20 µs, like parsing the
+//! stanza. Nothing in a call can wait: the host's own WASI ([`wasi`]) never
+//! blocks, and the `store` interface is a quick database call. A guest that
+//! loops is stopped at its deadline (measured from the call's start, seen
+//! at the epoch ticks). History (BENCHMARKS.md): calls first went to policy
+//! threads, because wasmtime-wasi's sync bindings `block_on` (a guest's
+//! panic message on stderr panicked a tokio worker); the hop there and back
+//! cost 49 µs a decision. Async calls on a fiber came next; the host's own
+//! WASI made them sync, which saved the fiber switch.
 
 pub mod bindings;
 pub mod reload;
 pub mod scenario;
+mod wasi;
 
 use anyhow::Result;
 use bindings::{Action, Event, Facts};
@@ -26,29 +29,26 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config as WasmConfig, Engine, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The default policy, built by `build.rs`.
 pub const BUILTIN_DEFAULT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/default_policy.wasm"));
 
 /// How often the epoch advances while a call is running: a call's deadline
-/// is checked, and a looping guest yields, at every tick.
+/// is checked at every tick.
 const TICK: Duration = Duration::from_millis(10);
 /// How often, at most, the ticker looks for running calls when it saw
 /// none (half the deadline if that is shorter). Waking 100 times a second
 /// cost the gateway ~9 ms of CPU a second on the benchmark VM
 /// (BENCHMARKS.md), and nearly all calls end within one tick unseen. The
-/// first check of a call may come this late, so a looping guest first
-/// yields after at most this long; its deadline is still kept to within a
-/// tick, since it is measured from the call's start.
+/// first check of a call may come this late; its deadline is still kept to
+/// within a tick, since it is measured from the call's start.
 const QUIET_TICK: Duration = Duration::from_millis(50);
 
 /// Calls (decide, init) running now, in every engine: the ticker ticks
 /// fast only while there are some.
 static CALLS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
-/// Counts a call as running for as long as it lives (a call cancelled by
-/// its wall-clock bound is dropped, not finished).
+/// Counts a call as running for as long as it lives.
 struct Running;
 
 impl Running {
@@ -95,8 +95,10 @@ pub struct Limits {
 }
 
 struct State {
-    wasi: WasiCtx,
+    /// The guest's WASI resources (streams, pollables).
     table: ResourceTable,
+    /// What the guest wrote to stdout and stderr during the current call.
+    output: String,
     limits: StoreLimits,
     /// The account being decided, empty between decisions; its store is the
     /// only one reachable.
@@ -211,15 +213,6 @@ impl EngineOptions {
             limits,
             cache_dir: None,
             state: Arc::new(MemoryState::default()),
-        }
-    }
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
         }
     }
 }
@@ -362,8 +355,9 @@ impl PolicyEngine {
             "failed to create the wasm engine".into()
         })?;
         let mut linker = Linker::new(&engine);
-        // std guests import WASI even when unused; linked with nothing granted.
-        wt(wasmtime_wasi::p2::add_to_linker_async(&mut linker), || {
+        // std guests import WASI even when unused: the host's own, granting
+        // nothing.
+        wt(wasi::add_to_linker(&mut linker), || {
             "failed to link WASI".into()
         })?;
         bindings::Policy::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
@@ -419,8 +413,7 @@ impl PolicyEngine {
             state: state.clone(),
         };
         // Prove it instantiates and accepts its configuration before use.
-        let first =
-            block_on(instantiate(engine, &loaded, limits)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let first = instantiate(engine, &loaded, limits).map_err(|e| anyhow::anyhow!("{e}"))?;
         loaded
             .idle
             .lock()
@@ -499,48 +492,10 @@ impl PolicyEngine {
         self.core.events.subscribe()
     }
 
-    /// Decides one event, on the calling task.
-    pub async fn decide(&self, event: Event, facts: Facts) -> Result<Vec<Action>, DecideError> {
-        self.core.decide(&event, &facts).await
+    /// Decides one event, on the calling thread.
+    pub fn decide(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
+        self.core.decide(event, facts)
     }
-
-    /// Decides one event from synchronous code (tests, benchmarks, scenario
-    /// files), waiting for it.
-    pub fn decide_blocking(
-        &self,
-        event: &Event,
-        facts: &Facts,
-    ) -> Result<Vec<Action>, DecideError> {
-        block_on(self.core.decide(event, facts))
-    }
-}
-
-/// Runs a future to completion from synchronous code, on a small runtime of
-/// its own (WASI's host calls may need tokio's timers). Called from inside
-/// another runtime (a test, a gateway starting), it runs on a scoped thread:
-/// blocking a runtime's thread on another runtime is not allowed.
-fn block_on<F: std::future::Future + Send>(f: F) -> F::Output
-where
-    F::Output: Send,
-{
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    let run = || {
-        RUNTIME
-            .get_or_init(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for policy calls outside tokio")
-            })
-            .block_on(f)
-    };
-    if tokio::runtime::Handle::try_current().is_err() {
-        return run();
-    }
-    std::thread::scope(|s| match s.spawn(run).join() {
-        Ok(out) => out,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
 }
 
 impl Core {
@@ -553,42 +508,34 @@ impl Core {
 
     /// Takes an idle instance of the current policy (or makes one), calls it
     /// under the deadline, and keeps it unless it trapped.
-    async fn decide(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
+    fn decide(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
         let n = self.decisions.fetch_add(1, Ordering::Relaxed);
         if !timed(n) {
-            return self.decide_untimed(event, facts).await;
+            return self.decide_untimed(event, facts);
         }
-        let mut call = Timed {
-            inner: std::pin::pin!(self.decide_untimed(event, facts)),
-            spent: Duration::ZERO,
-        };
-        let result = (&mut call).await;
-        let estimate = call.spent.as_nanos() as u64 * TIME_ONE_IN;
+        let (result, spent) = cpu_timed(|| self.decide_untimed(event, facts));
+        let estimate = spent.as_nanos() as u64 * TIME_ONE_IN;
         self.decide_cpu_ns.fetch_add(estimate, Ordering::Relaxed);
         result
     }
 
-    async fn decide_untimed(
-        &self,
-        event: &Event,
-        facts: &Facts,
-    ) -> Result<Vec<Action>, DecideError> {
+    fn decide_untimed(&self, event: &Event, facts: &Facts) -> Result<Vec<Action>, DecideError> {
         let loaded = self.current();
         let idle = loaded.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut inst = match idle {
             Some(inst) => inst,
-            None => instantiate(&self.engine, &loaded, self.limits).await?,
+            None => instantiate(&self.engine, &loaded, self.limits)?,
         };
         let _running = Running::start();
         arm_deadline(&mut inst.store, self.limits);
         // Instances serve every account: scope the store to this one (into
         // the instance's own buffer: no allocation per decision).
         inst.store.data_mut().account.push_str(&facts.local_jid);
-        // The epoch bounds the guest's own code; this bounds the whole call,
-        // host calls included (a guest may ask WASI to wait).
-        let call = inst.policy.call_decide(&mut inst.store, event, facts);
-        let result = bounded(wall_limit(self.limits), call).await;
-        inst.store.data_mut().account.clear();
+        let result = inst.policy.call_decide(&mut inst.store, event, facts);
+        let state = inst.store.data_mut();
+        state.account.clear();
+        let result = result.map_err(|e| with_output(e, &mut state.output));
+        state.output.clear();
         self.on_probation(&loaded, result.is_err());
         match result {
             Ok(actions) => {
@@ -638,39 +585,38 @@ fn wt<T>(r: wasmtime::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
     r.map_err(|e| anyhow::anyhow!("{}: {e:#}", what()))
 }
 
-/// A future that adds up the CPU time of each of its polls: the work it did
-/// itself, not what the thread ran while it was suspended.
+/// Runs `f` and says how long it took: its thread CPU time, or the wall
+/// time read inside that window when less.
 ///
 /// The thread CPU clock is a system call, and the part of it that runs after
 /// it reads the clock (and before, in the second read) would count as the
 /// policy's: about 0.9 µs with cold caches, measured, against decisions of
 /// 15-25 µs. So the wall clock (vDSO, ~25 ns) is read inside that window too,
-/// and each poll counts the smaller of the two: the wall time when the thread
-/// ran throughout, the CPU time when it was preempted in between.
-struct Timed<'a, F> {
-    inner: std::pin::Pin<&'a mut F>,
-    spent: Duration,
+/// and the smaller of the two counts: the wall time when the thread ran
+/// throughout, the CPU time when it was preempted in between.
+fn cpu_timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let cpu = || {
+        cpu_time::ThreadTime::try_now()
+            .ok()
+            .map(|t| t.as_duration())
+    };
+    let cpu_before = cpu();
+    let wall_before = Instant::now();
+    let out = f();
+    let wall = wall_before.elapsed();
+    let cpu = cpu_before.zip(cpu()).and_then(|(a, z)| z.checked_sub(a));
+    (out, cpu.map_or(wall, |c| c.min(wall)))
 }
 
-impl<F: std::future::Future> std::future::Future for Timed<'_, F> {
-    type Output = F::Output;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let cpu = || {
-            cpu_time::ThreadTime::try_now()
-                .ok()
-                .map(|t| t.as_duration())
-        };
-        let cpu_before = cpu();
-        let wall_before = Instant::now();
-        let poll = self.inner.as_mut().poll(cx);
-        let wall = wall_before.elapsed();
-        let cpu = cpu_before.zip(cpu()).and_then(|(a, z)| z.checked_sub(a));
-        self.spent += cpu.map_or(wall, |c| c.min(wall));
-        poll
+/// A trap's message, with what the guest wrote to stdout and stderr during
+/// the call (a Rust panic's message is there).
+fn with_output(e: wasmtime::Error, output: &mut String) -> String {
+    let output = std::mem::take(output);
+    let output = output.trim();
+    if output.is_empty() {
+        format!("{e:#}")
+    } else {
+        format!("{e:#}; it wrote: {output}")
     }
 }
 
@@ -680,8 +626,7 @@ fn arm_deadline(store: &mut Store<State>, limits: Limits) {
     store.set_epoch_deadline(1);
 }
 
-/// At every epoch tick during a call: before the deadline, a looping guest
-/// yields to the runtime (so it holds no worker thread); past it, it traps.
+/// At every epoch tick during a call: past its deadline, the guest traps.
 fn on_epoch_tick(
     ctx: wasmtime::StoreContextMut<'_, State>,
 ) -> wasmtime::Result<wasmtime::UpdateDeadline> {
@@ -690,51 +635,17 @@ fn on_epoch_tick(
             "the policy ran past its deadline (wasm trap: interrupt)",
         ));
     }
-    Ok(wasmtime::UpdateDeadline::Yield(1))
+    Ok(wasmtime::UpdateDeadline::Continue(1))
 }
 
-/// Awaits a call for at most `limit`. The timer is set only once the call
-/// has to wait: nearly every call ends in its first poll, and a timer per
-/// decision cost a registration in tokio's timer wheel.
-async fn bounded<T>(
-    limit: Duration,
-    call: impl std::future::Future<Output = wasmtime::Result<T>>,
-) -> Result<T, String> {
-    let until = tokio::time::Instant::now() + limit;
-    let mut call = std::pin::pin!(call);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
-    let finished = match first {
-        std::task::Poll::Ready(r) => r,
-        std::task::Poll::Pending => match tokio::time::timeout_at(until, call).await {
-            Ok(r) => r,
-            Err(_) => return Err(format!("still running after {limit:?}: stopped")),
-        },
-    };
-    finished.map_err(|e| format!("{e:#}"))
-}
-
-/// The wall-clock bound of one call: the deadline plus two ticks of slack.
-fn wall_limit(limits: Limits) -> Duration {
-    limits.deadline + 2 * TICK
-}
-
-async fn instantiate(
-    engine: &Engine,
-    loaded: &Loaded,
-    limits: Limits,
-) -> Result<Instance, DecideError> {
+fn instantiate(engine: &Engine, loaded: &Loaded, limits: Limits) -> Result<Instance, DecideError> {
     let fail = |reason: String| DecideError::Instantiate {
         policy: loaded.name.clone(),
         reason,
     };
     let state = State {
-        // No files, no network, no environment, no arguments, and clocks
-        // stopped at zero: the WIT's facts carry the time a policy may use.
-        wasi: WasiCtx::builder()
-            .wall_clock(StoppedClock)
-            .monotonic_clock(StoppedClock)
-            .build(),
         table: ResourceTable::new(),
+        output: String::new(),
         limits: StoreLimitsBuilder::new()
             .memory_size(limits.memory)
             .trap_on_grow_failure(true)
@@ -748,48 +659,23 @@ async fn instantiate(
     store.epoch_deadline_callback(on_epoch_tick);
     arm_deadline(&mut store, limits);
     let _running = Running::start();
-    let made = tokio::time::timeout(wall_limit(limits), async {
-        let policy = loaded
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        arm_deadline(&mut store, limits);
-        match policy.call_init(&mut store, &loaded.config).await {
-            Ok(Ok(())) => Ok(policy),
-            Ok(Err(msg)) => Err(format!("its init refused the configuration: {msg}")),
-            Err(e) => Err(format!("its init trapped: {e:#}")),
+    let policy = loaded
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| fail(with_output(e, &mut store.data_mut().output)))?;
+    arm_deadline(&mut store, limits);
+    let init = policy.call_init(&mut store, &loaded.config);
+    let output = &mut store.data_mut().output;
+    match init {
+        Ok(Ok(())) => {
+            output.clear();
+            Ok(Instance { store, policy })
         }
-    })
-    .await;
-    match made {
-        Ok(Ok(policy)) => Ok(Instance { store, policy }),
-        Ok(Err(reason)) => Err(fail(reason)),
-        Err(_) => Err(fail(format!(
-            "its init was still running after {:?}",
-            wall_limit(limits)
+        Ok(Err(msg)) => Err(fail(format!("its init refused the configuration: {msg}"))),
+        Err(e) => Err(fail(format!(
+            "its init trapped: {}",
+            with_output(e, output)
         ))),
-    }
-}
-
-/// The only clock a policy sees through WASI: always zero.
-struct StoppedClock;
-
-impl wasmtime_wasi::HostWallClock for StoppedClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl wasmtime_wasi::HostMonotonicClock for StoppedClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
     }
 }
 

@@ -200,7 +200,7 @@ fn run_case(engine: &PolicyEngine, shared: &FactsSpec, case: &Case) -> Result<Op
     let facts = facts(shared, case)?;
     let event = event(&case.event)?;
     let actions = engine
-        .decide_blocking(&event, &facts)
+        .decide(&event, &facts)
         .map_err(|e| anyhow!("the policy failed: {e}"))?;
     let actual: Vec<&wit::Action> = actions
         .iter()

@@ -9,6 +9,8 @@
 //! - `nothing`: decides nothing (no actions): what is left of a decision is
 //!   the cost of the call itself (the policy micro-benchmark measures it).
 //! - `clock`: logs what the system clock says.
+//! - `sleep`: sleeps for a millisecond (a policy cannot wait).
+//! - `print`: writes a line to stdout and to stderr, then decides as usual.
 //! - `remember <text>` / `recall`: writes and reads the account's store;
 //!   `fill` tries to store more than the store allows.
 //!
@@ -115,6 +117,15 @@ impl Policy for Hostile {
             Some("clock") => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
                 vec![Action::debug(format!("clock: {now:?}"))]
+            }
+            Some("sleep") => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                vec![Action::debug("slept")]
+            }
+            Some("print") => {
+                println!("to stdout");
+                eprintln!("to stderr");
+                self.inner.decide(event, facts)
             }
             Some("nothing") => Vec::new(),
             Some("facts") => {
