@@ -52,6 +52,14 @@ fn facts() -> Facts {
     }
 }
 
+/// Why loading `bytes` as a policy failed.
+fn refused(name: &str, bytes: &[u8]) -> String {
+    let err = PolicyEngine::new(name, bytes, vec![], EngineOptions::with_limits(limits()))
+        .err()
+        .expect("refused");
+    format!("{err:#}")
+}
+
 fn assert_recovers(engine: &PolicyEngine) {
     let actions = engine
         .decide(&message("hello"), &facts())
@@ -132,15 +140,7 @@ fn a_policy_that_imports_files_or_sockets_is_refused_when_loaded() {
         (import "wasi:filesystem/preopens@0.2.6" (instance
             (export "get-directories" (func (result (list u32))))))
     )"#;
-    let err = PolicyEngine::new(
-        "files",
-        wat.as_bytes(),
-        vec![],
-        EngineOptions::with_limits(limits()),
-    )
-    .err()
-    .expect("refused");
-    let text = format!("{err:#}");
+    let text = refused("files", wat.as_bytes());
     assert!(
         text.contains("imports something the host does not provide")
             && text.contains("wasi:filesystem/preopens"),
@@ -160,18 +160,8 @@ fn a_memory_bomb_hits_the_cap() {
 
 #[test]
 fn a_module_that_is_not_a_policy_is_refused_with_a_reason() {
-    let err = PolicyEngine::new(
-        "junk",
-        b"\0asm not really",
-        vec![],
-        EngineOptions::with_limits(limits()),
-    )
-    .err()
-    .expect("refused");
-    assert!(
-        format!("{err:#}").contains("not a WebAssembly component"),
-        "{err:#}"
-    );
+    let text = refused("junk", b"\0asm not really");
+    assert!(text.contains("not a WebAssembly component"), "{text}");
 }
 
 #[test]
@@ -315,15 +305,7 @@ fn a_policy_sees_no_clock() {
 #[test]
 fn a_component_without_the_policy_exports_is_refused_with_what_is_missing() {
     // A valid component exporting nothing (text format).
-    let err = PolicyEngine::new(
-        "empty",
-        b"(component)",
-        vec![],
-        EngineOptions::with_limits(limits()),
-    )
-    .err()
-    .expect("refused");
-    let text = format!("{err:#}");
+    let text = refused("empty", b"(component)");
     assert!(
         text.contains("does not export the world `pizzja:policy/policy@0.1.0`"),
         "{text}"

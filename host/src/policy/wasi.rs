@@ -147,12 +147,13 @@ impl wasi::io::streams::HostInputStream for State {
         Ok(Err(StreamError::Closed))
     }
 
+    // Nothing here waits: each blocking call is its non-blocking twin.
     fn blocking_read(
         &mut self,
-        _: Resource<InputStream>,
-        _len: u64,
+        s: Resource<InputStream>,
+        len: u64,
     ) -> wasmtime::Result<Result<Vec<u8>, StreamError>> {
-        Ok(Err(StreamError::Closed))
+        self.read(s, len)
     }
 
     fn skip(
@@ -165,10 +166,10 @@ impl wasi::io::streams::HostInputStream for State {
 
     fn blocking_skip(
         &mut self,
-        _: Resource<InputStream>,
-        _len: u64,
+        s: Resource<InputStream>,
+        len: u64,
     ) -> wasmtime::Result<Result<u64, StreamError>> {
-        Ok(Err(StreamError::Closed))
+        self.skip(s, len)
     }
 
     fn subscribe(&mut self, _: Resource<InputStream>) -> wasmtime::Result<Resource<Pollable>> {
@@ -202,11 +203,10 @@ impl wasi::io::streams::HostOutputStream for State {
 
     fn blocking_write_and_flush(
         &mut self,
-        _: Resource<OutputStream>,
+        s: Resource<OutputStream>,
         contents: Vec<u8>,
     ) -> wasmtime::Result<Result<(), StreamError>> {
-        self.write_output(&contents);
-        Ok(Ok(()))
+        self.write(s, contents)
     }
 
     fn flush(&mut self, _: Resource<OutputStream>) -> wasmtime::Result<Result<(), StreamError>> {
@@ -215,9 +215,9 @@ impl wasi::io::streams::HostOutputStream for State {
 
     fn blocking_flush(
         &mut self,
-        _: Resource<OutputStream>,
+        s: Resource<OutputStream>,
     ) -> wasmtime::Result<Result<(), StreamError>> {
-        Ok(Ok(()))
+        self.flush(s)
     }
 
     fn subscribe(&mut self, _: Resource<OutputStream>) -> wasmtime::Result<Resource<Pollable>> {
@@ -254,11 +254,11 @@ impl wasi::io::streams::HostOutputStream for State {
 
     fn blocking_splice(
         &mut self,
-        _: Resource<OutputStream>,
-        _src: Resource<InputStream>,
-        _len: u64,
+        s: Resource<OutputStream>,
+        src: Resource<InputStream>,
+        len: u64,
     ) -> wasmtime::Result<Result<u64, StreamError>> {
-        Ok(Err(StreamError::Closed))
+        self.splice(s, src, len)
     }
 
     fn drop(&mut self, rep: Resource<OutputStream>) -> wasmtime::Result<()> {
