@@ -609,14 +609,15 @@ fn cpu_timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 }
 
 /// A trap's message, with what the guest wrote to stdout and stderr during
-/// the call (a Rust panic's message is there).
+/// the call (a Rust panic's message is there), escaped so that it cannot
+/// make lines of the log.
 fn with_output(e: wasmtime::Error, output: &mut String) -> String {
     let output = std::mem::take(output);
     let output = output.trim();
     if output.is_empty() {
         format!("{e:#}")
     } else {
-        format!("{e:#}; it wrote: {output}")
+        format!("{e:#}; it wrote: {}", output.escape_debug())
     }
 }
 
