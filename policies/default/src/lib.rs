@@ -211,11 +211,11 @@ fn local_to_foreign(local: &LocalStanza, node: &str, facts: &Facts) -> Vec<Actio
         )];
     }
 
-    let to = match to_resource {
-        Some(r) => format!("{}/{r}", jid.bare()),
-        None => jid.bare(),
+    let to = JidParts {
+        resource: to_resource,
+        ..jid
     };
-    vec![Action::forward_foreign(&session, Some(to))]
+    vec![Action::forward_foreign(&session, Some(to.full()))]
 }
 
 /// A roster push (RFC 6121 section 2.1.6): a roster set from the account's
