@@ -8,8 +8,9 @@
 //! runtime's thread instead, which panics there. A policy has nothing to
 //! wait for, so these never wait: streams are always ready, and a guest
 //! that asks to wait for a clock (a sleep) traps with a message saying so.
-//! Policies are then called synchronously, which saves the fiber switch,
-//! 1-4 µs of a 20-25 µs decision inside the gateway (BENCHMARKS.md).
+//! Policies are then called synchronously, which saves the fiber switch:
+//! 3-5 µs of what was a 23-24 µs decision inside the gateway
+//! (BENCHMARKS.md).
 //!
 //! What a policy sees: no environment, no arguments, no working directory;
 //! stdin at its end; clocks that stand at zero (the facts carry the time a
