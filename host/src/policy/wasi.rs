@@ -77,8 +77,14 @@ fn cannot_wait() -> wasmtime::Error {
 impl State {
     fn write_output(&mut self, bytes: &[u8]) {
         let room = OUTPUT_LIMIT.saturating_sub(self.output.len());
-        self.output
-            .push_str(&String::from_utf8_lossy(&bytes[..bytes.len().min(room)]));
+        // Bytes that are not UTF-8 become U+FFFD (three bytes each), so the
+        // text is cut again, at a character, to keep the limit.
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(room)]);
+        let mut end = text.len().min(room);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.output.push_str(&text[..end]);
     }
 }
 
@@ -429,4 +435,27 @@ pub(super) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<State>,
 ) -> wasmtime::Result<()> {
     Sandbox::add_to_linker::<State, wasmtime::component::HasSelf<State>>(linker, |s| s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_guest_writes_is_kept_up_to_the_limit_even_when_not_utf8() {
+        let mut state = State {
+            table: wasmtime::component::ResourceTable::new(),
+            output: String::new(),
+            limits: wasmtime::StoreLimitsBuilder::new().build(),
+            account: String::new(),
+            backend: std::sync::Arc::new(super::super::MemoryState::default()),
+            deadline: std::time::Instant::now(),
+        };
+        state.write_output(b"ok ");
+        state.write_output(&[0xff; 2 * OUTPUT_LIMIT]);
+        assert!(state.output.len() <= OUTPUT_LIMIT, "{}", state.output.len());
+        assert!(state.output.starts_with("ok \u{fffd}"));
+        state.write_output(b"more");
+        assert!(!state.output.ends_with("more"), "nothing past the limit");
+    }
 }
