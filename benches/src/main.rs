@@ -63,6 +63,10 @@ struct Args {
     /// The gateway's `runtime.threads` (default: the gateway's default).
     #[arg(long)]
     threads: Option<usize>,
+    /// A policy component to run instead of the built-in default one, to
+    /// compare builds of a policy without rebuilding the gateway.
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 /// How much of everything.
@@ -270,6 +274,10 @@ async fn bench(args: &Args, sizes: &Sizes, report: &mut Report) -> Result<()> {
     let db = dir.path().join("pizzja.sqlite3");
     let cache = dir.path().join("cache");
     let mut extra = format!("[policy]\ncache_dir = \"{}\"\n", cache.display());
+    if let Some(module) = &args.policy {
+        let module = std::path::absolute(module)?;
+        extra.push_str(&format!("module = {:?}\n", module.display().to_string()));
+    }
     if let Some(threads) = args.threads {
         extra.push_str(&format!("[runtime]\nthreads = {threads}\n"));
     }
@@ -872,8 +880,14 @@ impl Report {
         )?;
         writeln!(
             o,
-            "- Set-up: two Prosodys on loopback (L with the component, F the foreign server; Nagle off, `internal_hashed` accounts as in production, logging at `warn`); the `pizzja` binary ({}) in its own process with the built-in default policy (logging at `info`, `runtime.threads` = {}); the load clients (tokio-xmpp) in one more process. {} registrations.\n",
+            "- Set-up: two Prosodys on loopback (L with the component, F the foreign server; Nagle off, `internal_hashed` accounts as in production, logging at `warn`); the `pizzja` binary ({}) in its own process with {} (logging at `info`, `runtime.threads` = {}); the load clients (tokio-xmpp) in one more process. {} registrations.\n",
             args.gateway.display(),
+            args.policy
+                .as_ref()
+                .map_or("the built-in default policy".into(), |p| format!(
+                    "the policy `{}`",
+                    p.display()
+                )),
             args.threads.map_or("default".into(), |t| t.to_string()),
             self.registrations
         )?;

@@ -24,7 +24,7 @@ mod wasi;
 use anyhow::Result;
 use bindings::{Action, Event, Facts};
 use sha1::{Digest, Sha1};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -248,6 +248,9 @@ struct Core {
     /// The policy before the last swap, for a rollback.
     previous: Mutex<Option<Arc<Loaded>>>,
     probation: Mutex<Probation>,
+    /// Whether a policy is on probation (`previous` is set): read at every
+    /// decision, so that the common case takes no lock.
+    probation_open: AtomicBool,
     events: tokio::sync::broadcast::Sender<PolicyEvent>,
     decisions: AtomicU64,
     /// CPU time inside decisions (thread clock, so a preempted thread does
@@ -340,6 +343,12 @@ impl PolicyEngine {
         } = options;
         let mut wc = WasmConfig::new();
         wc.epoch_interruption(true);
+        if perf_map_wanted() {
+            // perf(1) reads /tmp/perf-<pid>.map to name JIT code: the
+            // policy's functions (from its name section) and wasmtime's
+            // trampolines. Written once per compiled module.
+            wc.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(dir) = cache_dir.as_deref() {
             // wasmtime's own cache: compiled code keyed by a hash of the module
             // and the engine settings, so a restart or a reload of an unchanged
@@ -376,6 +385,7 @@ impl PolicyEngine {
             state,
             previous: Mutex::new(None),
             probation: Mutex::new(Probation::default()),
+            probation_open: AtomicBool::new(false),
             events,
             decisions: AtomicU64::new(0),
             decide_cpu_ns: AtomicU64::new(0),
@@ -463,8 +473,11 @@ impl PolicyEngine {
             &mut *core.current.write().unwrap_or_else(|p| p.into_inner()),
             loaded.clone(),
         );
-        *core.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(old);
+        let mut previous = core.previous.lock().unwrap_or_else(|p| p.into_inner());
+        *previous = Some(old);
         *core.probation.lock().unwrap_or_else(|p| p.into_inner()) = Probation::default();
+        core.probation_open.store(true, Ordering::Release);
+        drop(previous);
         tracing::info!(policy = %loaded.name, hash = %loaded.hash, "policy swapped in");
         let _ = core.events.send(PolicyEvent::Loaded {
             name: loaded.name.clone(),
@@ -557,6 +570,11 @@ impl Core {
     /// Counts a decision of a policy on probation; rolls back to the
     /// previous policy when the new one traps too often.
     fn on_probation(&self, loaded: &Arc<Loaded>, trapped: bool) {
+        // A decision that races a swap may go uncounted: probation counts
+        // the new policy's decisions, and this one was not among them.
+        if !self.probation_open.load(Ordering::Acquire) {
+            return;
+        }
         let mut previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
         if previous.is_none() || !Arc::ptr_eq(loaded, &self.current()) {
             return;
@@ -567,6 +585,7 @@ impl Core {
         if p.traps >= ROLLBACK_TRAPS
             && let Some(back) = previous.take()
         {
+            self.probation_open.store(false, Ordering::Release);
             *self.current.write().unwrap_or_else(|p| p.into_inner()) = back.clone();
             tracing::error!(policy = %loaded.name, back_to = %back.name, traps = p.traps, "new policy keeps trapping; rolled back");
             let _ = self.events.send(PolicyEvent::RolledBack {
@@ -576,8 +595,15 @@ impl Core {
         } else if p.decisions >= PROBATION_DECISIONS {
             // Passed: it is the policy now, with nothing to go back to.
             previous.take();
+            self.probation_open.store(false, Ordering::Release);
         }
     }
+}
+
+/// Whether `PIZZJA_PERF_MAP=1` asks for a perf map of the policy's code
+/// (docs/writing-policies.md, "Profiling").
+fn perf_map_wanted() -> bool {
+    std::env::var_os("PIZZJA_PERF_MAP").is_some_and(|v| v == "1")
 }
 
 /// wasmtime has its own error type; give it anyhow's context.
