@@ -276,7 +276,8 @@ async fn bench(args: &Args, sizes: &Sizes, report: &mut Report) -> Result<()> {
     let mut extra = format!("[policy]\ncache_dir = \"{}\"\n", cache.display());
     if let Some(module) = &args.policy {
         let module = std::path::absolute(module)?;
-        extra.push_str(&format!("module = {:?}\n", module.display().to_string()));
+        let module = toml::Value::String(module.display().to_string());
+        extra.push_str(&format!("module = {module}\n"));
     }
     if let Some(threads) = args.threads {
         extra.push_str(&format!("[runtime]\nthreads = {threads}\n"));
