@@ -879,16 +879,15 @@ impl Report {
             command_output("date", &["-u", "+%F"]),
             took.as_secs_f64()
         )?;
+        let policy = match &args.policy {
+            Some(p) => format!("the policy `{}`", p.display()),
+            None => "the built-in default policy".into(),
+        };
         writeln!(
             o,
             "- Set-up: two Prosodys on loopback (L with the component, F the foreign server; Nagle off, `internal_hashed` accounts as in production, logging at `warn`); the `pizzja` binary ({}) in its own process with {} (logging at `info`, `runtime.threads` = {}); the load clients (tokio-xmpp) in one more process. {} registrations.\n",
             args.gateway.display(),
-            args.policy
-                .as_ref()
-                .map_or("the built-in default policy".into(), |p| format!(
-                    "the policy `{}`",
-                    p.display()
-                )),
+            policy,
             args.threads.map_or("default".into(), |t| t.to_string()),
             self.registrations
         )?;

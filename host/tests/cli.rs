@@ -238,3 +238,51 @@ fn sighup_reloads_the_policy_and_sigterm_exits_cleanly() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "SIGTERM is a clean shutdown");
 }
+
+/// Runs `pizzja policy test` on the default policy's scenarios, with
+/// `PIZZJA_PERF_MAP` as given, and returns the perf map the process left.
+fn perf_map_of_a_run(perf_map: Option<&str>) -> Option<String> {
+    let scenarios = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/default/scenarios/3-sessions.toml"
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pizzja"));
+    command
+        .args(["policy", "test", "builtin:default", scenarios])
+        .env("RUST_LOG", "warn")
+        .env_remove("PIZZJA_PERF_MAP");
+    if let Some(value) = perf_map {
+        command.env("PIZZJA_PERF_MAP", value);
+    }
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run pizzja");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait for pizzja");
+    assert!(out.status.success(), "pizzja policy test failed");
+    let path = format!("/tmp/perf-{pid}.map");
+    let map = std::fs::read_to_string(&path).ok();
+    let _ = std::fs::remove_file(&path);
+    map
+}
+
+#[test]
+fn pizzja_perf_map_names_the_policy_s_code_for_perf() {
+    let map = perf_map_of_a_run(Some("1")).expect("PIZZJA_PERF_MAP=1 wrote no perf map");
+    // perf's format: start address, size (hex), name; one line per
+    // function (`0x7f7c8b38d000 42 wasm[0]::function[19]`).
+    let functions: Vec<&str> = map.lines().filter(|l| l.contains("wasm")).collect();
+    assert!(
+        functions.len() > 10,
+        "too few of the policy's functions in the map:\n{map}"
+    );
+    for line in &functions {
+        let fields: Vec<&str> = line.splitn(3, ' ').collect();
+        assert_eq!(fields.len(), 3, "not a perf map line: {line}");
+        let start = fields[0].trim_start_matches("0x");
+        assert!(u64::from_str_radix(start, 16).is_ok(), "{line}");
+        assert!(u64::from_str_radix(fields[1], 16).is_ok(), "{line}");
+    }
+    assert_eq!(perf_map_of_a_run(None), None, "a perf map without asking");
+}
