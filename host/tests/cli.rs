@@ -71,13 +71,15 @@ fn pizzja(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// The default policy's scenarios for SPEC section 3.
+const SESSIONS_SCENARIOS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../policies/default/scenarios/3-sessions.toml"
+);
+
 #[test]
 fn policy_test_passes_the_default_scenarios() {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../policies/default/scenarios/3-sessions.toml"
-    );
-    let (code, text) = pizzja(&["policy", "test", "builtin:default", dir]);
+    let (code, text) = pizzja(&["policy", "test", "builtin:default", SESSIONS_SCENARIOS]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains(" passed, 0 failed"), "{text}");
 }
@@ -242,13 +244,9 @@ fn sighup_reloads_the_policy_and_sigterm_exits_cleanly() {
 /// Runs `pizzja policy test` on the default policy's scenarios, with
 /// `PIZZJA_PERF_MAP` as given, and returns the perf map the process left.
 fn perf_map_of_a_run(perf_map: Option<&str>) -> Option<String> {
-    let scenarios = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../policies/default/scenarios/3-sessions.toml"
-    );
     let mut command = Command::new(env!("CARGO_BIN_EXE_pizzja"));
     command
-        .args(["policy", "test", "builtin:default", scenarios])
+        .args(["policy", "test", "builtin:default", SESSIONS_SCENARIOS])
         .env("RUST_LOG", "warn")
         .env_remove("PIZZJA_PERF_MAP");
     if let Some(value) = perf_map {
