@@ -1,4 +1,4 @@
-//! The operator's TOML configuration (`INTERFACE.md`): parsed into
+//! The operator's TOML configuration (docs/configuration.md): parsed into
 //! [`RawConfig`], then validated into [`Config`] with every name checked.
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -160,7 +160,11 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read configuration `{}`", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Absolute, so that a relative `--config` (or none) still gives
+        // absolute paths: wasmtime's cache refuses a relative directory.
+        let absolute = std::path::absolute(path)
+            .with_context(|| format!("failed to resolve configuration `{}`", path.display()))?;
+        let base = absolute.parent().unwrap_or(Path::new("/"));
         Config::parse(&text, base)
             .with_context(|| format!("invalid configuration `{}`", path.display()))
     }
@@ -302,6 +306,29 @@ secret = "s3cret"
         let all = format!("{MINIMAL}\n[runtime]\nthreads = 0");
         let c = Config::parse(&all, Path::new(".")).expect("valid");
         assert_eq!(c.threads, 0, "0 is one per CPU, decided by the runtime");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_configuration_s_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("certs/ca.pem");
+        std::fs::create_dir_all(ca.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(&ca, "").expect("write ca");
+        let path = dir.path().join("pizzja.toml");
+        let text = format!(
+            "{MINIMAL}\n[storage]\ndatabase = \"data/gw.sqlite3\"\n[policy]\nmodule = \"p/x.wasm\"\ncache_dir = \"cache\"\n[foreign]\nca_file = \"certs/ca.pem\"\n"
+        );
+        std::fs::write(&path, text).expect("write config");
+        let c = Config::load(&path).expect("valid");
+        assert_eq!(c.database, dir.path().join("data/gw.sqlite3"));
+        assert_eq!(c.policy, PolicySource::File(dir.path().join("p/x.wasm")));
+        assert_eq!(c.cache_dir, Some(dir.path().join("cache")));
+        assert_eq!(c.ca_file, Some(ca));
+        // Without a cache_dir, the cache sits beside the database.
+        std::fs::write(&path, MINIMAL).expect("write config");
+        let c = Config::load(&path).expect("valid");
+        assert_eq!(c.database, dir.path().join("pizzja.sqlite3"));
+        assert_eq!(c.cache_dir, Some(dir.path().join("pizzja-cache")));
     }
 
     #[test]

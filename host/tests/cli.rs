@@ -1,4 +1,4 @@
-//! The command line of INTERFACE.md: `pizzja check` and its exit codes.
+//! The command line (docs/configuration.md): `pizzja check` and its exit codes.
 
 use std::process::Command;
 
@@ -57,6 +57,66 @@ fn a_missing_configuration_file_exits_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/pizzja.toml"));
 }
 
+/// Runs `pizzja` in directory `cwd`, as someone following the README does.
+fn pizzja_in(cwd: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pizzja"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run pizzja");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_relative_config_and_no_config_both_check_and_resolve_paths_beside_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).expect("mkdir");
+    std::fs::copy(
+        pizzja_host::testing::policy_path("pizzja_policy_allow_list"),
+        site.join("allow.wasm"),
+    )
+    .expect("copy a policy");
+    let toml = format!(
+        "{BASE}\n[storage]\ndatabase = \"gw.sqlite3\"\n[policy]\nmodule = \"allow.wasm\"\n"
+    );
+    std::fs::write(site.join("pizzja.toml"), toml).expect("write config");
+
+    // From the configuration's own directory: relative, then implied.
+    for args in [&["check", "--config", "pizzja.toml"][..], &["check"]] {
+        let (code, text) = pizzja_in(&site, args);
+        assert_eq!(code, 0, "{args:?}: {text}");
+        assert!(text.contains("is fine"), "{args:?}: {text}");
+    }
+    assert!(
+        site.join("gw.sqlite3").is_file(),
+        "database beside the file"
+    );
+    assert!(
+        site.join("pizzja-cache").is_dir(),
+        "cache beside the database"
+    );
+
+    // From elsewhere: the paths still resolve beside the file, not the cwd.
+    std::fs::remove_file(site.join("gw.sqlite3")).expect("rm database");
+    let (code, text) = pizzja_in(dir.path(), &["check", "--config", "site/pizzja.toml"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        site.join("gw.sqlite3").is_file(),
+        "database beside the file"
+    );
+    assert!(
+        !dir.path().join("gw.sqlite3").exists(),
+        "nothing in the cwd"
+    );
+}
+
 fn pizzja(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_pizzja"))
         .args(args)
@@ -71,7 +131,7 @@ fn pizzja(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-/// The default policy's scenarios for SPEC section 3.
+/// The default policy's scenarios for docs/behaviour.md section 3.
 const SESSIONS_SCENARIOS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../policies/default/scenarios/3-sessions.toml"
