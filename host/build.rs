@@ -12,8 +12,6 @@ const POLICIES: &[&str] = &[
     "pizzja-policy-allow-list",
     "pizzja-policy-single-writer",
     "pizzja-policy-mirror-presence",
-    // Not a policy: the micro-benchmark's probe of a bare component call.
-    "pizzja-probe",
 ];
 
 fn main() {
@@ -22,13 +20,7 @@ fn main() {
         .parent()
         .expect("host/ lives in the workspace")
         .to_path_buf();
-    for dir in [
-        "policies",
-        "guest-sdk/src",
-        "guest-sdk/Cargo.toml",
-        "wit",
-        "benches/probe",
-    ] {
+    for dir in ["policies", "guest-sdk/src", "guest-sdk/Cargo.toml", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     // A target directory of its own: the outer build holds the lock on its own.
@@ -37,6 +29,7 @@ fn main() {
         .unwrap_or_else(|| root.join("target"))
         .join("wasm-policies");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    require_wasm_target();
     // One at a time: built together, cargo would unify the default policy's
     // `export` feature into the policies that embed it.
     let built = target_dir.join("wasm32-wasip2/policy");
@@ -65,10 +58,7 @@ fn main() {
             .status()
             .expect("failed to run cargo for the policies");
         if !status.success() {
-            panic!(
-                "building {policy} for wasm32-wasip2 failed; is the target installed? \
-                 (rustup target add wasm32-wasip2)"
-            );
+            panic!("building {policy} for wasm32-wasip2 failed (its errors are above)");
         }
         // Copied at once: a later build may rewrite this crate's artifact
         // with other features (as a dependency of another policy).
@@ -81,4 +71,24 @@ fn main() {
     let out =
         PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("default_policy.wasm");
     std::fs::copy(&wasm, &out).unwrap_or_else(|e| panic!("failed to copy {}: {e}", wasm.display()));
+}
+
+/// Stops the build with the command to run when the wasm32-wasip2 standard
+/// library is not installed, instead of cargo's error about `core`.
+fn require_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let libdir = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    // Without an answer, the build itself will say what is wrong.
+    if libdir.is_some_and(|dir| !dir.is_dir()) {
+        panic!(
+            "the wasm32-wasip2 target is not installed; the policies are built for it. \
+             Run `rustup toolchain install` in the repository (rust-toolchain.toml names \
+             the target), or `rustup target add wasm32-wasip2`."
+        );
+    }
 }

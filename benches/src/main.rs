@@ -988,7 +988,7 @@ impl Report {
                 let text = std::fs::read_to_string(p).unwrap_or_default();
                 writeln!(
                     o,
-                    "The decision next to a native build of the same decision (`cargo bench -p pizzja-host --bench policy`, same run):\n\n```\n{}\n```\n",
+                    "The decision next to a native build of the same decision (`cargo bench -p pizzja-bench --bench policy`, same run):\n\n```\n{}\n```\n",
                     text.trim()
                 )?;
             }

@@ -3,10 +3,10 @@
 //!
 //! One decision allocates a few dozen small blocks (the event's and facts'
 //! strings, the actions) and frees them all before the next. Rust's default
-//! allocator on wasm32, dlmalloc, spent about a sixth of a decision doing so
-//! in the policy micro-benchmark (BENCHMARKS.md). This one keeps freed blocks
-//! in one list per size class and hands the most recently freed out first,
-//! so consecutive decisions reuse the same few blocks, and their cache lines.
+//! allocator on wasm32, dlmalloc, spends about a sixth of a decision doing so
+//! (measured in BENCHMARKS.md). This one keeps freed blocks in one list per
+//! size class and hands the most recently freed out first, so consecutive
+//! decisions reuse the same few blocks, and their cache lines.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -24,7 +24,8 @@ const ALIGN: usize = 16;
 /// allocator. Blocks are never given back to the system: an instance's
 /// memory stays at its peak of small blocks, capped by the host as always.
 ///
-/// For wasm32 policies (single-threaded):
+/// For wasm32 policies (single-threaded), with the SDK's `small-alloc`
+/// feature:
 ///
 /// ```ignore
 /// #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]

@@ -28,14 +28,18 @@
 //!
 //! Decisions take and return plain data, so a policy is tested with
 //! `cargo test` on the build machine, no WebAssembly involved.
+//!
+//! Optional: `SmallAlloc` (feature `small-alloc`), a global allocator for small guests.
 #![deny(missing_docs)]
 
 extern crate self as pizzja_sdk;
 
+#[cfg(feature = "small-alloc")]
 mod alloc;
 mod escape;
 mod jid;
 
+#[cfg(feature = "small-alloc")]
 pub use alloc::SmallAlloc;
 
 pub use escape::{escape, unescape};

@@ -1,8 +1,9 @@
-//! `cargo xtask setup | demo | test`: what the README's quickstart runs.
+//! `cargo xtask setup | demo | test | bench`: what the README's quickstart
+//! runs, and the benchmarks.
 //!
 //! `setup` installs what a fresh Debian machine lacks (Prosody, the
-//! wasm32-wasip2 target); `demo` and `test` run it first, so each is one
-//! command on a fresh machine.
+//! wasm32-wasip2 target); `demo`, `test` and `bench` run it first, so each
+//! is one command on a fresh machine.
 
 use anyhow::{Context, Result, bail};
 use std::process::Command;
@@ -67,7 +68,14 @@ fn bench(smoke: bool) -> Result<()> {
             .arg(target.join("bench-smoke.md"));
     } else {
         let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["bench", "--quiet", "-p", "pizzja-host", "--bench", "policy"])
+            .args([
+                "bench",
+                "--quiet",
+                "-p",
+                "pizzja-bench",
+                "--bench",
+                "policy",
+            ])
             .stderr(std::process::Stdio::inherit())
             .output()
             .context("failed to run the policy benchmark")?;

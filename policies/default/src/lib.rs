@@ -1,4 +1,4 @@
-//! The default Pizzja policy: the behaviour of `SPEC.md`, sections 3 to 5
+//! The default Pizzja policy: the behaviour of `docs/behaviour.md`, sections 3 to 5
 //! and 9. Each function below is named after the part of the spec it
 //! implements; the host has already done the bookkeeping (who is online,
 //! which sessions exist, which request an IQ answer belongs to).
@@ -10,7 +10,7 @@ use pizzja_sdk::{
 
 /// The policy's settings from `[policy.config]`.
 pub struct DefaultPolicy {
-    /// SPEC section 9: send available presence when a session comes online.
+    /// docs/behaviour.md section 9: send available presence when a session comes online.
     initial_presence: bool,
 }
 
@@ -43,8 +43,8 @@ impl Policy for DefaultPolicy {
 #[cfg(feature = "export")]
 pizzja_sdk::export_policy!(DefaultPolicy);
 
-// Small blocks from free lists instead of dlmalloc: a sixth of a decision
-// went to allocating and freeing (BENCHMARKS.md).
+// Small blocks from free lists: dlmalloc spends a sixth of a decision
+// allocating and freeing (measured in BENCHMARKS.md).
 #[cfg(all(
     feature = "export",
     target_arch = "wasm32",
@@ -53,7 +53,7 @@ pizzja_sdk::export_policy!(DefaultPolicy);
 #[global_allocator]
 static ALLOC: pizzja_sdk::SmallAlloc = pizzja_sdk::SmallAlloc::new();
 
-/// SPEC section 3: sessions follow local presence sent to T.
+/// docs/behaviour.md section 3: sessions follow local presence sent to T.
 fn to_the_gateway(local: &LocalStanza, facts: &Facts) -> Vec<Action> {
     let stanza = &local.stanza;
     match (stanza.kind, stanza.type_.as_str()) {
@@ -103,7 +103,7 @@ fn to_the_gateway(local: &LocalStanza, facts: &Facts) -> Vec<Action> {
     }
 }
 
-/// SPEC section 4: a stanza from L/A/B to `x@T[/r]` leaves through F/A
+/// docs/behaviour.md section 4: a stanza from L/A/B to `x@T[/r]` leaves through F/A
 /// addressed to `unesc(x)[/r]`.
 fn local_to_foreign(local: &LocalStanza, node: &str, facts: &Facts) -> Vec<Action> {
     let stanza = &local.stanza;
@@ -228,7 +228,7 @@ fn is_roster_push(request: &IqRequest, facts: &Facts) -> bool {
             .is_none_or(|p| p == facts.foreign_jid)
 }
 
-/// SPEC section 5: what F/A receives comes back to the controllers of A,
+/// docs/behaviour.md section 5: what F/A receives comes back to the controllers of A,
 /// from `esc(bare(J))@T[/resource(J)]`.
 fn foreign_to_local(foreign: &ForeignStanza, facts: &Facts) -> Vec<Action> {
     let stanza = &foreign.stanza;
@@ -290,7 +290,7 @@ fn foreign_to_local(foreign: &ForeignStanza, facts: &Facts) -> Vec<Action> {
 }
 
 impl DefaultPolicy {
-    /// SPEC section 9 (initial presence) and section 4 (controllers are told
+    /// docs/behaviour.md section 9 (initial presence) and section 4 (controllers are told
     /// why a login failed).
     fn session_changed(&self, change: &SessionChange, facts: &Facts) -> Vec<Action> {
         let a = change.session.as_str();

@@ -1,10 +1,11 @@
-//! Policy cost, measured (not asserted): `cargo bench -p pizzja-host --bench policy`.
+//! Policy cost, measured (not asserted): `cargo bench -p pizzja-bench --bench policy`
+//! (`cargo xtask bench` runs it).
 //!
 //! 1. One decision for a realistic chat message with its account facts, on
 //!    a reused wasm instance, next to the same decision compiled natively,
 //!    in one run: median and p99 of batches; hot and with cold caches; and,
 //!    to take a cold decision apart, the call alone (the same inputs into a
-//!    policy that decides nothing), the probe component (`benches/probe`: a
+//!    policy that decides nothing), the probe component (`probe/`: a
 //!    call of nothing, one buffer in and out, the whole decision through one
 //!    encoded buffer each way) and the native decision with cold caches.
 //! 2. Swapping in a module: compile and validate, with an empty and a warm
@@ -19,11 +20,11 @@ use pizzja_host::policy::{BUILTIN_DEFAULT, EngineOptions, Limits, PolicyEngine};
 use pizzja_sdk::Policy as _;
 use std::time::{Duration, Instant};
 
-/// The probe component (`benches/probe`): a call that does nothing, and one
+/// The probe component (`probe/`): a call that does nothing, and one
 /// that moves one buffer in and out.
 mod probe {
     wasmtime::component::bindgen!({
-        path: "../benches/probe/wit",
+        path: "probe/wit",
         world: "probe",
     });
 }
@@ -33,7 +34,7 @@ mod probe {
 #[allow(dead_code)]
 mod wire {
     use pizzja_host::policy::bindings::*;
-    include!("../../benches/probe/src/wire_codec.rs");
+    include!("../probe/src/wire_codec.rs");
 }
 
 /// The probe, called as the policy engine calls policies (sync calls,
@@ -65,11 +66,9 @@ impl Probe {
         let engine = wasmtime::Engine::new(&config).expect("an engine");
         let mut linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("WASI links");
-        let component = wasmtime::component::Component::from_file(
-            &engine,
-            pizzja_host::testing::policy_path("pizzja_probe"),
-        )
-        .expect("the probe is built with the policies");
+        let component =
+            wasmtime::component::Component::from_file(&engine, env!("PIZZJA_PROBE_WASM"))
+                .expect("build.rs builds the probe");
         let mut store = wasmtime::Store::new(
             &engine,
             ProbeState {
@@ -272,8 +271,6 @@ fn main() {
         wasm_med.as_secs_f64() / nat_med.as_secs_f64()
     );
     // The same decision as an account task makes it: on a tokio worker.
-    // (When decisions went to policy threads, this hop cost 49 µs: two
-    // thread wake-ups.)
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
