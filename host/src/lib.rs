@@ -1,11 +1,13 @@
 //! Pizzja: one foreign XMPP connection, many local controllers.
 //!
 //! The host runs the XEP-0114 component link to the local server
-//! ([`xmpp::component`]), one client session per foreign resource
-//! ([`xmpp::foreign`]), the registration store ([`storage`]), and one task
-//! per local account ([`account`]) that asks a sandboxed WebAssembly policy
-//! ([`policy`]) what to do with each event and applies its answer under the
-//! host's security invariants.
+//! ([`xmpp::component`]), whose stanzas the [`router`] hands to T's own
+//! [`services`] or to one task per local account ([`account`]). An account
+//! task asks a sandboxed WebAssembly policy ([`policy`]) what to do with
+//! each event, and the address rules ([`account::rules`]) turn its answer
+//! into stanzas for the local server or for the account's foreign sessions
+//! ([`xmpp::foreign`]) under the host's security invariants. Registrations
+//! and policy state live in [`storage`].
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -19,15 +21,16 @@
 
 pub mod account;
 pub mod config;
-pub mod gateway;
 pub mod policy;
+pub mod router;
+pub mod services;
 pub mod storage;
 pub mod xmpp;
 
 use anyhow::{Context, Result};
 use config::{Config, PolicySource};
-use gateway::{Router, Shared};
 use policy::{EngineOptions, Limits, PolicyEngine};
+use router::Router;
 use std::sync::Arc;
 use storage::Storage;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -130,30 +133,55 @@ pub async fn run(
         shutdown.clone(),
     ));
     let (reloads, reload_requests) = mpsc::channel(8);
-    let config_logins = config.max_concurrent_logins;
     let (keep_salted_tx, salted) = mpsc::unbounded_channel();
     let salted_writer = tokio::spawn(keep_salted(storage.clone(), salted, shutdown.clone()));
-    let shared = Arc::new(Shared {
-        config,
-        storage,
-        engine,
-        to_local,
-        tls,
-        reloads: reloads.clone(),
-        logins: Arc::new(tokio::sync::Semaphore::new(config_logins)),
+    let dialer = xmpp::foreign::Dialer {
+        hosts: config.foreign_hosts.clone(),
+        tls: config.foreign_tls,
+        tls_config: tls,
+        login_timeout: config.login_timeout,
+        queue_limit: config.queue_limit,
+        logins: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_logins)),
+        max_logins: config.max_concurrent_logins,
         scram: Arc::default(),
+    };
+    let probes = Arc::new(account::controllers::ProbeWindow::default());
+    let env = Arc::new(account::Env {
+        gateway: config.jid.clone(),
+        engine: engine.clone(),
+        to_local: to_local.clone(),
+        dialer: dialer.clone(),
+        iq_timeout: config.iq_timeout,
+        probes: probes.clone(),
+        storage: storage.clone(),
         keep_salted: keep_salted_tx,
-        confirm_until: Default::default(),
     });
-    tokio::spawn(policy::reload::serve(shared.clone(), reload_requests));
+    let (control_tx, mut control) = mpsc::unbounded_channel();
+    let services = Arc::new(services::Services {
+        gateway: config.jid.clone(),
+        storage,
+        to_local,
+        control: control_tx,
+        dialer,
+        admins: config.admins.clone(),
+        reloads: reloads.clone(),
+        engine: engine.clone(),
+        probes,
+        login_timeout: config.login_timeout,
+    });
+    let target = policy::reload::Target {
+        engine,
+        source: config.policy.clone(),
+        config: config.policy_config.clone(),
+    };
+    tokio::spawn(policy::reload::serve(target, reload_requests));
     // Kept alive for as long as the gateway runs.
-    let _watcher = match (&shared.config.policy, shared.config.policy_watch) {
+    let _watcher = match (&config.policy, config.policy_watch) {
         (PolicySource::File(path), true) => Some(policy::reload::watch(path, reloads.clone())?),
         _ => None,
     };
 
-    let (control_tx, mut control) = mpsc::unbounded_channel();
-    let mut router = Router::new(shared, control_tx);
+    let mut router = Router::new(services, env, config.local_domains.clone());
     let mut ready = ready;
     let mut first_connect = true;
     let mut shutdown = shutdown;
@@ -162,10 +190,7 @@ pub async fn run(
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(LinkEvent::Connected) => {
-                    if !first_connect {
-                        router.link_reset();
-                    }
-                    router.probe_registered();
+                    router.link_up(!first_connect);
                     if first_connect {
                         first_connect = false;
                         info!(jid = %router.gateway(), "pizzja ready");

@@ -1,4 +1,4 @@
-//! `pizzja`: run or check the gateway, test policies (see INTERFACE.md).
+//! `pizzja`: run or check the gateway, test policies (docs/configuration.md).
 
 use clap::{Parser, Subcommand};
 use pizzja_host::config::{Config, PolicySource};

@@ -3,9 +3,8 @@
 //! async threads, validated, and only then swapped in (see
 //! [`super::PolicyEngine::replace`]).
 
-use super::{Loaded, PolicyEvent};
+use super::{Loaded, PolicyEngine, PolicyEvent};
 use crate::config::PolicySource;
-use crate::gateway::Shared;
 use sha1::{Digest, Sha1};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,24 +20,37 @@ pub struct Request {
     pub reply: Option<oneshot::Sender<Result<PolicyEvent, String>>>,
 }
 
+/// What a reload reads and swaps: the configured module and its
+/// `[policy.config]`, into this engine.
+pub struct Target {
+    /// The engine whose policy is replaced.
+    pub engine: PolicyEngine,
+    /// `[policy] module`.
+    pub source: PolicySource,
+    /// `[policy.config]`.
+    pub config: Vec<(String, String)>,
+}
+
 /// Runs reloads one at a time as requests come in.
-pub async fn serve(shared: Arc<Shared>, mut requests: mpsc::Receiver<Request>) {
+pub async fn serve(target: Target, mut requests: mpsc::Receiver<Request>) {
+    let target = Arc::new(target);
     while let Some(req) = requests.recv().await {
-        let outcome = reload(&shared, req.origin).await;
+        let outcome = reload(&target, req.origin).await;
         if let Some(reply) = req.reply {
             let _ = reply.send(outcome);
         }
     }
 }
 
-async fn reload(shared: &Arc<Shared>, origin: &'static str) -> Result<PolicyEvent, String> {
-    let PolicySource::File(path) = &shared.config.policy else {
+async fn reload(target: &Arc<Target>, origin: &'static str) -> Result<PolicyEvent, String> {
+    let engine = &target.engine;
+    let PolicySource::File(path) = &target.source else {
         info!(
             origin,
             "the built-in policy is part of the binary; nothing to reload"
         );
         return Ok(PolicyEvent::Unchanged {
-            hash: shared.engine.current().hash.clone(),
+            hash: engine.current().hash.clone(),
         });
     };
     let bytes = tokio::fs::read(path).await.map_err(|e| {
@@ -46,18 +58,18 @@ async fn reload(shared: &Arc<Shared>, origin: &'static str) -> Result<PolicyEven
         warn!(origin, %error, "policy reload failed; the running one stays");
         error
     })?;
-    if hex::encode(Sha1::digest(&bytes)) == shared.engine.current().hash {
-        shared.engine.report_unchanged();
+    if hex::encode(Sha1::digest(&bytes)) == engine.current().hash {
+        engine.report_unchanged();
         return Ok(PolicyEvent::Unchanged {
-            hash: shared.engine.current().hash.clone(),
+            hash: engine.current().hash.clone(),
         });
     }
     info!(origin, path = %path.display(), "reloading policy");
     let name = path.display().to_string();
-    let shared = shared.clone();
+    let target = target.clone();
     let swapped: Result<Arc<Loaded>, String> = tokio::task::spawn_blocking(move || {
-        let config = shared.config.policy_config.clone();
-        shared
+        let config = target.config.clone();
+        target
             .engine
             .replace(&name, &bytes, config)
             .map_err(|e| format!("{e:#}"))

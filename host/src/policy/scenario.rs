@@ -2,7 +2,7 @@
 //! can be tested offline (`pizzja policy test MODULE SCENARIO...`).
 //!
 //! ```toml
-//! description = "SPEC section 3: sessions follow local presence"
+//! description = "docs/behaviour.md section 3: sessions follow local presence"
 //! config = { initial_presence = "available" }   # [policy.config], optional
 //!
 //! [facts]                                # shared by every case

@@ -8,9 +8,7 @@
 //! runtime's thread instead, which panics there. A policy has nothing to
 //! wait for, so these never wait: streams are always ready, and a guest
 //! that asks to wait for a clock (a sleep) traps with a message saying so.
-//! Policies are then called synchronously, which saves the fiber switch:
-//! 3-5 µs of what was a 23-24 µs decision inside the gateway
-//! (BENCHMARKS.md).
+//! Policies are then called synchronously, with no fiber switch per call.
 //!
 //! What a policy sees: no environment, no arguments, no working directory;
 //! stdin at its end; clocks that stand at zero (the facts carry the time a
@@ -19,7 +17,7 @@
 //! and shown with the call's error when the call traps. No files, no
 //! network: a policy that imports them is refused when it is loaded.
 
-use super::State;
+use super::sandbox::State;
 use wasmtime::component::Resource;
 
 mod generated {

@@ -148,7 +148,7 @@ pub fn handshake_digest(stream_id: &str, secret: &str) -> String {
 
 async fn connect(cfg: &LinkConfig) -> anyhow::Result<Stream> {
     let tcp = TcpStream::connect(&cfg.server).await?;
-    // Nagle costs ~40-90 ms per round trip on a stanza link (DEPENDENCY-FACTS.md).
+    // Nagle costs ~40-90 ms per round trip on a stanza link (docs/dependencies.md).
     tcp.set_nodelay(true)?;
     let header = StreamHeader {
         to: Some(Cow::Owned(cfg.jid.clone())),

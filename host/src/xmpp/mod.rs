@@ -3,6 +3,7 @@
 
 pub mod component;
 pub mod foreign;
+pub mod login;
 pub mod scram;
 
 use minidom::{Element, Node};
@@ -46,7 +47,7 @@ impl Kind {
 /// The component link speaks `jabber:component:accept` and the foreign
 /// sessions `jabber:client`; stanzas cross between them here. (tokio-xmpp's
 /// `component` feature would switch the namespace for the whole build and
-/// break the client sessions: DEPENDENCY-FACTS.md, pitfall 1.)
+/// break the client sessions: docs/dependencies.md, tokio-xmpp pitfall 1.)
 pub fn rename_ns(mut el: Element, from: &str, to: &str) -> Element {
     let ns = el.ns();
     let target = if ns == from { to.to_string() } else { ns };

@@ -1,0 +1,477 @@
+//! One task per registered local account: it keeps the account's facts,
+//! asks the policy about each event in order, and carries out what the
+//! address rules ([`rules`]) make of its answer.
+//!
+//! The task is the shell; its parts are plain state, tested on their own:
+//! who is online and what waits for them ([`controllers`]), requests in
+//! flight both ways ([`iq`]), and the host's invariants over the policy's
+//! actions ([`rules`], docs/behaviour.md section 8).
+
+pub mod controllers;
+pub mod iq;
+pub mod rules;
+mod sessions;
+
+use crate::policy::PolicyEngine;
+use crate::policy::bindings as wit;
+use crate::storage::{KeptSalted, Registration, Storage};
+use crate::xmpp::foreign::{Command, Dialer, Outgoing, Report};
+use crate::xmpp::scram::SaltedCache;
+use crate::xmpp::{Kind, NS_CLIENT, error_reply, set_attr, to_xml};
+use controllers::{CONFIRM_GRACE, Controllers, Origin, ProbeWindow};
+use iq::IqTracker;
+use minidom::Element;
+use rules::{Current, Plan, Scope, Side};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, trace, warn};
+
+pub use controllers::HELD_LIMIT;
+
+/// What the router hands an account.
+#[derive(Debug)]
+pub enum Input {
+    /// A stanza from one of the account's resources, addressed under T.
+    Local(Element),
+    /// The link to the local server came back: controllers must confirm
+    /// they are still online (the start-up probe makes the server answer).
+    LinkReset,
+    /// Describe the account's controllers and sessions (ad-hoc commands).
+    Status(tokio::sync::oneshot::Sender<String>),
+    /// Close everything and stop.
+    Shutdown,
+}
+
+/// How the router reaches an account's task.
+pub type Handle = mpsc::UnboundedSender<Input>;
+
+/// What every account task needs from the gateway.
+pub struct Env {
+    /// T.
+    pub gateway: String,
+    /// The policy sandbox.
+    pub engine: PolicyEngine,
+    /// Stanzas for the local server (the component link).
+    pub to_local: mpsc::Sender<Element>,
+    /// How foreign sessions are opened.
+    pub dialer: Dialer,
+    /// Deadline for an answer to a forwarded IQ request.
+    pub iq_timeout: Duration,
+    /// Whether T's start-up probes may still be answered.
+    pub probes: Arc<ProbeWindow>,
+    /// Where the salted passwords of foreign logins are read from.
+    pub storage: Arc<Storage>,
+    /// Salted passwords for the database writer.
+    pub keep_salted: mpsc::UnboundedSender<KeptSalted>,
+}
+
+/// Timers the task arms for itself.
+enum Timer {
+    /// A request sent to the foreign side got no answer in time.
+    Outbound(String),
+    /// A request sent to a controller got no answer in time.
+    Inbound(String),
+    /// The grace period after a link reset is over.
+    Sweep(u64),
+    /// A stanza held for its sender's presence has waited long enough.
+    Held,
+}
+
+struct Session {
+    tx: mpsc::Sender<Command>,
+    state: wit::SessionState,
+    generation: u64,
+}
+
+/// A session's resource A and which opening of it a report is from.
+type Tag = (String, u64);
+
+/// The account task's state.
+struct Account {
+    reg: Registration,
+    env: Arc<Env>,
+    controllers: Controllers,
+    sessions: HashMap<String, Session>,
+    iqs: IqTracker,
+    generation: u64,
+    reports_tx: mpsc::UnboundedSender<(Tag, Report)>,
+    timers_tx: mpsc::UnboundedSender<Timer>,
+    /// The SCRAM salted password of the foreign logins, read from the
+    /// database when the first session opens.
+    salted: Option<SaltedCache>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Starts the task of `reg`'s account.
+pub fn spawn(reg: Registration, env: Arc<Env>) -> Handle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+    let (timers_tx, timers_rx) = mpsc::unbounded_channel();
+    let account = Account {
+        reg,
+        env,
+        controllers: Controllers::default(),
+        sessions: HashMap::new(),
+        iqs: IqTracker::default(),
+        generation: 0,
+        reports_tx,
+        timers_tx,
+        salted: None,
+    };
+    tokio::spawn(account.run(rx, reports_rx, timers_rx));
+    tx
+}
+
+impl Account {
+    async fn run(
+        mut self,
+        mut inputs: mpsc::UnboundedReceiver<Input>,
+        mut reports: mpsc::UnboundedReceiver<(Tag, Report)>,
+        mut timers: mpsc::UnboundedReceiver<Timer>,
+    ) {
+        debug!(local = %self.reg.local, "account task started");
+        loop {
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(Input::Local(el)) => self.on_local_input(el).await,
+                    Some(Input::LinkReset) => {
+                        let reset = self.controllers.link_reset();
+                        self.arm_after(CONFIRM_GRACE, Timer::Sweep(reset));
+                    }
+                    Some(Input::Status(reply)) => {
+                        let _ = reply.send(self.status());
+                    },
+                    Some(Input::Shutdown) | None => break,
+                },
+                Some((tag, report)) = reports.recv() => self.on_report(tag, report).await,
+                Some(timer) = timers.recv() => self.on_timer(timer).await,
+            }
+        }
+        for held in self.controllers.take_held() {
+            let text = "the gateway stopped serving this account; send it again";
+            if let Some(reply) = error_reply(&held.el, "wait", "service-unavailable", Some(text)) {
+                self.to_local(reply).await;
+            }
+        }
+        for (_, s) in self.sessions.drain() {
+            let _ = s.tx.send(Command::Close).await;
+        }
+        debug!(local = %self.reg.local, "account task stopped");
+    }
+
+    async fn to_local(&self, el: Element) {
+        if self.env.to_local.send(el).await.is_err() {
+            warn!("component link gone; dropping stanza to local server");
+        }
+    }
+
+    // ---- local side ------------------------------------------------------
+
+    /// A stanza from the local server: decided now, or held for its
+    /// sender's presence (see [`Controllers::must_hold`]), then whatever
+    /// it let through.
+    async fn on_local_input(&mut self, el: Element) {
+        let origin = Origin::of(&el);
+        if self
+            .controllers
+            .must_hold(&el, &origin, self.env.probes.is_open())
+        {
+            debug!(local = %self.reg.local, resource = ?origin.resource, "holding a stanza until its sender's presence is known");
+            let until = std::time::Instant::now() + CONFIRM_GRACE;
+            match self.controllers.hold(origin, el, until) {
+                Ok(()) => self.arm_after(CONFIRM_GRACE, Timer::Held),
+                Err(refusal) => self.to_local(refusal).await,
+            }
+            return;
+        }
+        self.on_local(el, origin).await;
+        self.release_held().await;
+    }
+
+    /// Decides the held stanzas whose sender is online now or which have
+    /// waited long enough, in order.
+    async fn release_held(&mut self) {
+        while let Some(held) = self.controllers.next_released(std::time::Instant::now()) {
+            self.on_local(held.el, held.origin).await;
+        }
+    }
+
+    async fn on_local(&mut self, mut el: Element, origin: Origin) {
+        let Some(kind) = Kind::of(&el) else { return };
+        self.controllers.on_stanza(kind, &origin, &el, now_ms());
+        let resource = origin.resource;
+
+        // Answers to requests that came from the foreign side.
+        let type_ = el.attr("type").unwrap_or("");
+        let mut answers = None;
+        if kind == Kind::Iq && (type_ == "result" || type_ == "error") {
+            let id = el.attr("id").unwrap_or("").to_string();
+            if let Some(p) = self.iqs.inbound_answer(&id, resource.as_deref()) {
+                set_attr(&mut el, "id", p.original_id);
+                answers = Some(wit::IqRequest {
+                    requester: p.session,
+                    peer: p.foreign_from,
+                    payload_ns: p.payload_ns,
+                });
+            }
+        }
+
+        let event = wit::Event::Local(wit::LocalStanza {
+            stanza: wit_stanza(kind, &el),
+            sender_resource: resource.clone(),
+            answers,
+        });
+        let current = Current {
+            stanza: Some(el),
+            side: Side::Local { resource },
+        };
+        self.decide_and_apply(event, current).await;
+    }
+
+    // ---- timers ----------------------------------------------------------
+
+    async fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Sweep(reset) => self.sweep(reset).await,
+            Timer::Held => self.release_held().await,
+            Timer::Outbound(id) => {
+                if let Some(p) = self.iqs.expire_outbound(&id) {
+                    let error = p.timeout_error(&self.reg.local, &self.env.gateway);
+                    self.to_local(error).await;
+                }
+            }
+            Timer::Inbound(id) => {
+                if let Some(p) = self.iqs.expire_inbound(&id) {
+                    let session = p.session.clone();
+                    let stanza = p.timeout_error();
+                    let out = Outgoing {
+                        stanza,
+                        origin: None,
+                    };
+                    self.send_session(&session, out).await;
+                }
+            }
+        }
+    }
+
+    /// Takes the controllers that did not confirm after a link reset
+    /// offline, through the same event their own unavailable presence
+    /// would have been.
+    async fn sweep(&mut self, reset: u64) {
+        for resource in self.controllers.unconfirmed_after(reset) {
+            info!(local = %self.reg.local, %resource, "controller did not come back after the link reset");
+            let mut p = Element::bare("presence", NS_CLIENT);
+            set_attr(&mut p, "type", Some("unavailable".into()));
+            set_attr(
+                &mut p,
+                "from",
+                Some(format!("{}/{resource}", self.reg.local)),
+            );
+            set_attr(&mut p, "to", Some(self.env.gateway.clone()));
+            let origin = Origin::of(&p);
+            self.on_local(p, origin).await;
+        }
+    }
+
+    fn arm(&self, timer: Timer) {
+        self.arm_after(self.env.iq_timeout, timer);
+    }
+
+    fn arm_after(&self, after: Duration, timer: Timer) {
+        let tx = self.timers_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(timer);
+        });
+    }
+
+    fn status(&self) -> String {
+        let mut sessions: Vec<_> = self.sessions.iter().collect();
+        sessions.sort_by_key(|(a, _)| a.as_str());
+        let mut out = format!("{} as {}:", self.reg.local, self.reg.foreign);
+        if sessions.is_empty() {
+            out.push_str(" no foreign sessions");
+        }
+        for (a, s) in sessions {
+            let controllers = self.controllers.of_session(a);
+            out.push_str(&format!(
+                " {a} {:?} (controllers: {});",
+                s.state,
+                controllers.join(", ")
+            ));
+        }
+        out
+    }
+
+    // ---- deciding --------------------------------------------------------
+
+    fn facts(&self) -> wit::Facts {
+        wit::Facts {
+            local_jid: self.reg.local.to_string(),
+            foreign_jid: self.reg.foreign.to_string(),
+            gateway: self.env.gateway.clone(),
+            controllers: self.controllers.facts(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(r, s)| wit::Session {
+                    resource: r.clone(),
+                    state: s.state,
+                })
+                .collect(),
+            now_ms: now_ms(),
+        }
+    }
+
+    /// Decides an event that carries no stanza (a session change).
+    async fn decide_internal(&mut self, event: wit::Event) {
+        let current = Current {
+            stanza: None,
+            side: Side::Internal,
+        };
+        self.decide_and_apply(event, current).await;
+    }
+
+    async fn decide_and_apply(&mut self, event: wit::Event, current: Current) {
+        let facts = self.facts();
+        let actions = match self.env.engine.decide(&event, &facts) {
+            Ok(actions) => actions,
+            Err(e) => {
+                warn!(local = %self.reg.local, error = %e, "policy failed; answering with an error");
+                vec![wit::Action::ReplyError(wit::StanzaError {
+                    type_: wit::ErrorType::Wait,
+                    condition: "internal-server-error".into(),
+                    text: Some("the gateway's policy failed on this stanza".into()),
+                })]
+            }
+        };
+        trace!(local = %self.reg.local, ?actions, "policy decided");
+        for action in actions {
+            let plan = {
+                let sessions = &self.sessions;
+                let has_session = |a: &str| sessions.contains_key(a);
+                let scope = Scope {
+                    local: &self.reg.local,
+                    foreign: &self.reg.foreign,
+                    gateway: &self.env.gateway,
+                    has_session: &has_session,
+                };
+                rules::plan(action, &scope, &current)
+            };
+            self.carry_out(plan, &current).await;
+        }
+    }
+
+    /// Sends what the rules planned, tracking the IQ requests among it.
+    async fn carry_out(&mut self, plan: Plan, current: &Current) {
+        match plan {
+            Plan::Nothing => {}
+            Plan::Log(line) => self.log(line),
+            Plan::Refused { why, answer } => {
+                warn!(local = %self.reg.local, error = %why, "policy action refused");
+                Box::pin(self.carry_out(*answer, current)).await;
+            }
+            Plan::Open { resource, jid } => self.open_session(resource, jid),
+            Plan::Close(a) => {
+                if let Some(s) = self.sessions.remove(&a) {
+                    let _ = s.tx.send(Command::Close).await;
+                }
+                // Gone from the facts now; its Closed report is then ignored.
+            }
+            Plan::Foreign {
+                session,
+                mut stanza,
+                origin,
+                local_to,
+            } => {
+                // Requests from a controller get a fresh id so that answers find it.
+                if is_request(&stanza)
+                    && let Side::Local {
+                        resource: Some(requester),
+                    } = &current.side
+                {
+                    let id = self.iqs.track_outbound(iq::Outbound {
+                        session: session.clone(),
+                        requester: requester.clone(),
+                        original_id: stanza.attr("id").map(str::to_string),
+                        peer: stanza.attr("to").map(str::to_string),
+                        local_to,
+                        payload_ns: crate::xmpp::payload_ns(&stanza),
+                    });
+                    set_attr(&mut stanza, "id", Some(id.clone()));
+                    self.arm(Timer::Outbound(id));
+                }
+                self.send_session(&session, Outgoing { stanza, origin })
+                    .await;
+            }
+            Plan::Local {
+                mut stanza,
+                to_resource,
+            } => {
+                if is_request(&stanza)
+                    && let (Side::Foreign { session }, Some(controller)) =
+                        (&current.side, to_resource)
+                {
+                    let id = self.iqs.track_inbound(iq::Inbound {
+                        session: session.clone(),
+                        foreign_from: current
+                            .stanza
+                            .as_ref()
+                            .and_then(|s| s.attr("from"))
+                            .map(str::to_string),
+                        original_id: stanza.attr("id").map(str::to_string),
+                        controller,
+                        payload_ns: crate::xmpp::payload_ns(&stanza),
+                    });
+                    set_attr(&mut stanza, "id", Some(id.clone()));
+                    self.arm(Timer::Inbound(id));
+                }
+                debug!(to = ?stanza.attr("to"), from = ?stanza.attr("from"), "to local");
+                trace!(xml = %to_xml(&stanza), "to local");
+                self.to_local(stanza).await;
+            }
+        }
+    }
+
+    fn log(&self, line: wit::LogLine) {
+        let (local, name) = (&self.reg.local, self.env.engine.current().name.clone());
+        let message = line.message;
+        match line.level {
+            wit::LogLevel::Trace => trace!(policy = %name, %local, "{message}"),
+            wit::LogLevel::Debug => debug!(policy = %name, %local, "{message}"),
+            wit::LogLevel::Info => info!(policy = %name, %local, "{message}"),
+            wit::LogLevel::Warn => warn!(policy = %name, %local, "{message}"),
+            wit::LogLevel::Error => error!(policy = %name, %local, "{message}"),
+        }
+    }
+}
+
+/// An IQ get or set: a request whose answer must find its asker.
+fn is_request(el: &Element) -> bool {
+    let type_ = el.attr("type").unwrap_or("");
+    Kind::of(el) == Some(Kind::Iq) && (type_ == "get" || type_ == "set")
+}
+
+/// The policy's view of a stanza: its routing header and its XML.
+pub(crate) fn wit_stanza(kind: Kind, el: &Element) -> wit::Stanza {
+    wit::Stanza {
+        kind: match kind {
+            Kind::Message => wit::StanzaKind::Message,
+            Kind::Presence => wit::StanzaKind::Presence,
+            Kind::Iq => wit::StanzaKind::Iq,
+        },
+        type_: el.attr("type").unwrap_or("").to_string(),
+        id: el.attr("id").map(str::to_string),
+        from: el.attr("from").map(str::to_string),
+        to: el.attr("to").map(str::to_string),
+        xml: to_xml(el),
+    }
+}

@@ -1,0 +1,186 @@
+//! The account's foreign sessions: opening them, sending through them,
+//! and what their reports mean for the account.
+
+use super::{Account, Session, Side, Tag, rules::Current, wit, wit_stanza};
+use crate::storage::KeptSalted;
+use crate::xmpp::foreign::{self, Command, Outgoing, Report, SessionParams};
+use crate::xmpp::scram::SaltedCache;
+use crate::xmpp::{Kind, error_reply, set_attr};
+use jid::FullJid;
+use minidom::Element;
+use tracing::{debug, info, warn};
+
+impl Account {
+    pub(super) async fn on_report(&mut self, (session, generation): Tag, report: Report) {
+        let current = self
+            .sessions
+            .get(&session)
+            .is_some_and(|s| s.generation == generation);
+        if !current {
+            // A report from a session already replaced or closed.
+            if let Report::Failed { unsent, .. } = report {
+                self.bounce(unsent, "the foreign session was closed").await;
+            }
+            return;
+        }
+        let change = |state, reason| {
+            wit::Event::Session(wit::SessionChange {
+                session: session.clone(),
+                state,
+                reason,
+            })
+        };
+        match report {
+            Report::Stanza(el) => self.on_foreign(session, el).await,
+            Report::Resumed => self.set_state(&session, wit::SessionState::Online),
+            Report::Online => {
+                self.set_state(&session, wit::SessionState::Online);
+                self.decide_internal(change(wit::SessionState::Online, None))
+                    .await;
+            }
+            Report::Reconnecting(why) => {
+                self.set_state(&session, wit::SessionState::Reconnecting);
+                self.decide_internal(change(wit::SessionState::Reconnecting, Some(why)))
+                    .await;
+            }
+            Report::Failed { reason, unsent } => {
+                self.set_state(&session, wit::SessionState::Failed);
+                let why = reason.to_string();
+                let text = format!("the foreign session could not log in: {why}");
+                self.bounce(unsent, &text).await;
+                self.decide_internal(change(wit::SessionState::Failed, Some(why)))
+                    .await;
+            }
+            Report::Rejected(out, why) => self.bounce(vec![out], &why).await,
+            Report::Closed => {
+                self.sessions.remove(&session);
+            }
+        }
+    }
+
+    fn set_state(&mut self, session: &str, state: wit::SessionState) {
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.state = state;
+        }
+    }
+
+    /// Answers each controller's stanza that could not be sent.
+    async fn bounce(&self, unsent: Vec<Outgoing>, why: &str) {
+        for out in unsent {
+            if let Some(reply) = out
+                .origin
+                .as_ref()
+                .and_then(|o| error_reply(o, "wait", "service-unavailable", Some(why)))
+            {
+                self.to_local(reply).await;
+            }
+        }
+    }
+
+    async fn on_foreign(&mut self, session: String, mut el: Element) {
+        let Some(kind) = Kind::of(&el) else { return };
+        let type_ = el.attr("type").unwrap_or("");
+        let mut answers = None;
+        if kind == Kind::Iq && (type_ == "result" || type_ == "error") {
+            let id = el.attr("id").unwrap_or("").to_string();
+            let from = el.attr("from").map(str::to_string);
+            let answer =
+                self.iqs
+                    .outbound_answer(&id, &session, from.as_deref(), &self.reg.foreign);
+            if let Some(p) = answer {
+                set_attr(&mut el, "id", p.original_id);
+                answers = Some(wit::IqRequest {
+                    requester: p.requester,
+                    peer: None,
+                    payload_ns: p.payload_ns,
+                });
+            }
+        }
+        let event = wit::Event::Foreign(wit::ForeignStanza {
+            session: session.clone(),
+            stanza: wit_stanza(kind, &el),
+            answers,
+        });
+        let current = Current {
+            stanza: Some(el),
+            side: Side::Foreign { session },
+        };
+        self.decide_and_apply(event, current).await;
+    }
+
+    /// Opens F/A unless it is already open or on its way.
+    pub(super) fn open_session(&mut self, a: String, jid: FullJid) {
+        if self
+            .sessions
+            .get(&a)
+            .is_some_and(|s| s.state != wit::SessionState::Failed)
+        {
+            return;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let env = self.env.clone();
+        let dialer = &env.dialer;
+        let params = SessionParams {
+            jid,
+            secret: foreign::LoginSecret {
+                password: self.reg.password.clone(),
+                salted: self.salted_cache(),
+            },
+            connector: dialer.connector(self.reg.foreign.domain().as_str()),
+            login_timeout: dialer.login_timeout,
+            queue_limit: dialer.queue_limit,
+            logins: dialer.logins.clone(),
+        };
+        info!(local = %self.reg.local, foreign = %self.reg.foreign, resource = %a, "opening foreign session");
+        let tx = foreign::spawn(params, (a.clone(), generation), self.reports_tx.clone());
+        self.sessions.insert(
+            a,
+            Session {
+                tx,
+                state: wit::SessionState::Connecting,
+                generation,
+            },
+        );
+    }
+
+    /// The account's salted passwords, shared by its sessions; a session
+    /// that derives one hands it to the database writer.
+    fn salted_cache(&mut self) -> SaltedCache {
+        let (env, reg) = (&self.env, &self.reg);
+        self.salted
+            .get_or_insert_with(|| {
+                let kept = env.storage.salted_password(&reg.local).unwrap_or_else(|e| {
+                    warn!(local = %reg.local, error = %e, "could not read the salted password; deriving it again");
+                    None
+                });
+                let (writer, reg) = (env.keep_salted.clone(), reg.clone());
+                SaltedCache::new(kept, env.dialer.scram.clone(), move |salted| {
+                    let _ = writer.send(KeptSalted {
+                        registration: reg.clone(),
+                        salted,
+                    });
+                })
+            })
+            .clone()
+    }
+
+    /// Queues `out` on session A; answers its controller when there is no
+    /// such session.
+    pub(super) async fn send_session(&self, session: &str, out: Outgoing) {
+        match self.sessions.get(session) {
+            Some(s) => {
+                if s.tx.send(Command::Send(Box::new(out))).await.is_err() {
+                    debug!(
+                        session,
+                        "foreign session ended before the stanza could be queued"
+                    );
+                }
+            }
+            None => {
+                self.bounce(vec![out], "the foreign session is not open")
+                    .await
+            }
+        }
+    }
+}

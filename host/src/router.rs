@@ -1,0 +1,201 @@
+//! Dispatch of everything the local server sends to T: access control
+//! (only the configured local domains), then T's own services or the
+//! sender's account task, started on first use.
+
+use crate::account::{self, Input};
+use crate::services::{self, Accounts, Control, Services, gateway, presence, probe};
+use crate::xmpp::Kind;
+use jid::{BareJid, Jid};
+use minidom::Element;
+use std::sync::Arc;
+use tracing::{debug, warn};
+
+/// Routes stanzas from the local server to T's services or account tasks.
+pub struct Router {
+    services: Arc<Services>,
+    env: Arc<account::Env>,
+    local_domains: Vec<String>,
+    accounts: Accounts,
+}
+
+impl Router {
+    /// A router with no account task running yet.
+    pub fn new(
+        services: Arc<Services>,
+        env: Arc<account::Env>,
+        local_domains: Vec<String>,
+    ) -> Router {
+        Router {
+            services,
+            env,
+            local_domains,
+            accounts: Accounts::new(),
+        }
+    }
+
+    /// The gateway's domain, T.
+    pub fn gateway(&self) -> &str {
+        &self.services.gateway
+    }
+
+    /// The link is up (first, or again): after a loss, account tasks
+    /// re-check their controllers; then every registered user is probed.
+    pub fn link_up(&mut self, again: bool) {
+        if again {
+            self.accounts
+                .retain(|_, tx| tx.send(Input::LinkReset).is_ok());
+        }
+        probe::probe_registered(&self.services);
+    }
+
+    /// Handles what a finished registration says.
+    pub async fn on_control(&mut self, control: Control) {
+        match control {
+            Control::Registered(local) => {
+                self.stop_account(&local);
+                // XEP-0100 section 4.1.1: the gateway subscribes to the user.
+                self.services
+                    .send(presence(self.gateway(), local.as_str(), Some("subscribe")))
+                    .await;
+            }
+            Control::Removed(local) => {
+                self.stop_account(&local);
+                for t in ["unsubscribe", "unsubscribed", "unavailable"] {
+                    self.services
+                        .send(presence(self.gateway(), local.as_str(), Some(t)))
+                        .await;
+                }
+            }
+        }
+    }
+
+    fn stop_account(&mut self, local: &BareJid) {
+        if let Some(tx) = self.accounts.remove(local) {
+            let _ = tx.send(Input::Shutdown);
+        }
+    }
+
+    /// Stops every account task (shutdown).
+    pub fn stop_all(&mut self) {
+        for (_, tx) in self.accounts.drain() {
+            let _ = tx.send(Input::Shutdown);
+        }
+    }
+
+    /// Dispatches one stanza from the local server.
+    pub async fn route(&mut self, el: Element) {
+        let Some(kind) = Kind::of(&el) else {
+            debug!(name = el.name(), "ignoring a non-stanza element");
+            return;
+        };
+        let type_ = el.attr("type").unwrap_or("").to_string();
+        let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
+            warn!("dropping a stanza without a valid 'from'");
+            return;
+        };
+        let to = match el.attr("to").map(Jid::new) {
+            Some(Ok(to)) => to,
+            _ => {
+                let text = "the 'to' address is not a valid JID";
+                self.services
+                    .reply_error(&el, "modify", "jid-malformed", text)
+                    .await;
+                return;
+            }
+        };
+        if to.domain().as_str() != self.gateway() {
+            debug!(%to, "dropping a stanza not addressed to the gateway");
+            return;
+        }
+        // Keepalive answers and other results addressed to T itself.
+        if kind == Kind::Iq && (type_ == "result" || type_ == "error") && to.node().is_none() {
+            return;
+        }
+        let local_domain = self
+            .local_domains
+            .iter()
+            .any(|d| d == from.domain().as_str());
+        if !local_domain || from.node().is_none() {
+            let is_register =
+                kind == Kind::Iq && el.get_child("query", services::register::NS).is_some();
+            let condition = if is_register {
+                "not-allowed"
+            } else {
+                "forbidden"
+            };
+            let text = "this gateway serves only accounts of its local domains";
+            self.services
+                .reply_error(&el, "cancel", condition, text)
+                .await;
+            return;
+        }
+        let local = from.to_bare();
+
+        if to.node().is_none() {
+            match kind {
+                Kind::Iq => return self.services.iq(el, local, &self.accounts).await,
+                Kind::Presence
+                    if matches!(
+                        type_.as_str(),
+                        "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"
+                    ) =>
+                {
+                    return gateway::subscription(&self.services, &el, &local).await;
+                }
+                _ => {}
+            }
+        }
+
+        // Unavailable presence for an account with no task: nobody of it is
+        // online and it has no session, so there is nothing to decide. (After
+        // a restart every offline user answers the probe this way; a task
+        // each would hold memory for thousands of idle accounts.)
+        if kind == Kind::Presence && type_ == "unavailable" && !self.running(&local) {
+            return;
+        }
+        let tx = match self.account(&local) {
+            Ok(Some(tx)) => tx,
+            Ok(None) => {
+                if kind == Kind::Presence && type_ == "probe" {
+                    let p = presence(self.gateway(), local.as_str(), Some("unavailable"));
+                    self.services.send(p).await;
+                } else if !(kind == Kind::Presence && type_ == "unavailable") {
+                    let text = "register with the gateway first";
+                    self.services
+                        .reply_error(&el, "auth", "registration-required", text)
+                        .await;
+                }
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "registration lookup failed");
+                self.services.store_unavailable(&el).await;
+                return;
+            }
+        };
+        if tx.send(Input::Local(el)).is_err() {
+            // The task ended on its own (it never should); start afresh next time.
+            self.accounts.remove(&local);
+        }
+    }
+
+    fn running(&self, local: &BareJid) -> bool {
+        self.accounts.get(local).is_some_and(|tx| !tx.is_closed())
+    }
+
+    /// The account's task, started if it is registered and not running.
+    fn account(&mut self, local: &BareJid) -> anyhow::Result<Option<account::Handle>> {
+        if let Some(tx) = self.accounts.get(local)
+            && !tx.is_closed()
+        {
+            return Ok(Some(tx.clone()));
+        }
+        let Some(reg) = self.services.storage.get(local)? else {
+            return Ok(None);
+        };
+        debug!(%local, "starting the account task");
+        let tx = account::spawn(reg, self.env.clone());
+        self.accounts.insert(local.clone(), tx.clone());
+        Ok(Some(tx))
+    }
+}
