@@ -68,7 +68,7 @@ impl<'a> JidParts<'a> {
 }
 
 /// Splits a local resource `A/B` into `A` and `B`; a resource without `/`
-/// is `A` with an empty `B` (SPEC section 9).
+/// is `A` with an empty `B` (docs/behaviour.md section 9).
 ///
 /// ```
 /// assert_eq!(pizzja_sdk::split_resource("Work/phone"), ("Work", "phone"));

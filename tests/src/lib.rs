@@ -1,7 +1,7 @@
 //! The end-to-end harness: a real Prosody per test (temp dir, random
 //! loopback ports), real XMPP clients, and the gateway run in this same
 //! process — so every test also proves that tokio-xmpp's client and our
-//! component link live together in one build (DEPENDENCY-FACTS.md).
+//! component link live together in one build (docs/dependencies.md).
 //!
 //! A test that needs Prosody fails loudly when it is missing.
 

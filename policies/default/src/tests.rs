@@ -1,5 +1,5 @@
 //! One event in, the expected actions out; each test is a sentence of
-//! SPEC.md.
+//! docs/behaviour.md.
 
 use super::*;
 use pizzja_sdk::{Content, Controller, IqRequest, SendForeign, SendLocal, Session, Stanza};

@@ -1,4 +1,4 @@
-//! SPEC section 6: ad-hoc commands (XEP-0050) of the gateway.
+//! docs/behaviour.md section 6: ad-hoc commands (XEP-0050) of the gateway.
 
 use crate::{ME, World};
 use pizzja_host::config::PolicySource;

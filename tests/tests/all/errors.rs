@@ -1,4 +1,4 @@
-//! SPEC section 4: errors, never silence.
+//! docs/behaviour.md section 4: errors, never silence.
 
 use crate::World;
 use pizzja_tests::*;

@@ -1,4 +1,4 @@
-//! SPEC section 7: the link to the local server and the foreign sessions
+//! docs/behaviour.md section 7: the link to the local server and the foreign sessions
 //! come back by themselves.
 
 use crate::World;

@@ -1,4 +1,4 @@
-//! SPEC section 8: whatever the policy returns, the host's invariants hold,
+//! docs/behaviour.md section 8: whatever the policy returns, the host's invariants hold,
 //! and a policy that traps, loops or eats memory costs one error reply.
 
 use crate::{ME, World};

@@ -1,4 +1,4 @@
-//! SPEC section 3: sessions follow local presence.
+//! docs/behaviour.md section 3: sessions follow local presence.
 
 use crate::{ME, World, bob_subscribes};
 use pizzja_tests::*;

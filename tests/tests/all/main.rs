@@ -1,5 +1,5 @@
 //! End-to-end tests against a real Prosody: one binary, one module per
-//! part of SPEC.md. Each test starts its own server with fresh accounts.
+//! section of docs/behaviour.md. Each test starts its own server with fresh accounts.
 
 mod commands;
 mod errors;

@@ -1,4 +1,4 @@
-//! SPEC section 2: registration (XEP-0077 with XEP-0100).
+//! docs/behaviour.md section 2: registration (XEP-0077 with XEP-0100).
 
 use crate::{ME, World};
 use pizzja_tests::*;
@@ -162,7 +162,7 @@ async fn after_a_restart_stanzas_wait_in_order_for_their_senders_presence_or_get
         assert_eq!(body(&m).as_deref(), Some(text.as_str()), "out of order");
         assert_eq!(m.attr("from"), Some("me@foreign.test/Work"));
     }
-    // The tablet never says it is online: after the wait, SPEC section 4's
+    // The tablet never says it is online: after the wait, docs/behaviour.md section 4's
     // error, not silence.
     let e = tablet.expect_error("never", "service-unavailable").await;
     assert!(xml(&e).contains("send presence"), "{}", xml(&e));

@@ -1,4 +1,4 @@
-//! SPEC sections 4 and 5: stanzas both ways, IQ bookkeeping.
+//! docs/behaviour.md sections 4 and 5: stanzas both ways, IQ bookkeeping.
 
 use crate::{ME, World, bob_subscribes};
 use pizzja_tests::*;
