@@ -54,25 +54,11 @@ pub struct Prepared {
     tls: Arc<tokio_rustls::rustls::ClientConfig>,
 }
 
-/// Reads the policy module the configuration names.
-pub fn policy_bytes(source: &PolicySource) -> Result<(String, Vec<u8>)> {
-    match source {
-        PolicySource::BuiltinDefault => {
-            Ok(("builtin:default".into(), policy::BUILTIN_DEFAULT.to_vec()))
-        }
-        PolicySource::File(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("failed to read policy `{}`", path.display()))?;
-            Ok((path.display().to_string(), bytes))
-        }
-    }
-}
-
 /// Opens storage, compiles and validates the policy, loads TLS roots. Any
 /// error here is a configuration problem (exit code 2).
 pub fn prepare(config: Config) -> Result<Prepared> {
     let storage = Arc::new(Storage::open(&config.database)?);
-    let (name, bytes) = policy_bytes(&config.policy)?;
+    let (name, bytes) = policy::module_bytes(&config.policy)?;
     let limits = Limits {
         deadline: config.decision_timeout,
         memory: config.memory_limit,

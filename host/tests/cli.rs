@@ -118,17 +118,7 @@ fn a_relative_config_and_no_config_both_check_and_resolve_paths_beside_the_file(
 }
 
 fn pizzja(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pizzja"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run pizzja");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    pizzja_in(&std::env::current_dir().expect("a working directory"), args)
 }
 
 /// The default policy's scenarios for docs/behaviour.md section 3.

@@ -167,7 +167,7 @@ impl Controllers {
     /// [`CONFIRM_GRACE`], instead of being refused as from a resource that is
     /// not online (docs/behaviour.md section 4). Its later stanzas queue
     /// behind it, so that order is kept.
-    pub fn must_hold(&self, el: &Element, origin: &Origin, probing: bool) -> bool {
+    pub fn must_hold(&self, el: &Element, origin: &Origin, probes: &ProbeWindow) -> bool {
         if el.name() == "presence" && origin.to_gateway {
             return false;
         }
@@ -179,15 +179,21 @@ impl Controllers {
         {
             return true;
         }
-        !self.presence_known && probing && !self.is_online(resource)
+        !self.presence_known && probes.is_open() && !self.is_online(resource)
     }
 
-    /// Holds a stanza until `until`; past [`HELD_LIMIT`] the answer is the
-    /// `resource-constraint` error for its sender.
-    pub fn hold(&mut self, origin: Origin, el: Element, until: Instant) -> Result<(), Element> {
+    /// Holds a stanza until `until`; past [`HELD_LIMIT`] it is refused, with
+    /// the `resource-constraint` error for its sender when it may be
+    /// answered (an error or an IQ result is dropped).
+    pub fn hold(
+        &mut self,
+        origin: Origin,
+        el: Element,
+        until: Instant,
+    ) -> Result<(), Option<Element>> {
         if self.held.len() >= HELD_LIMIT {
             let text = "too many stanzas waiting for their senders' presence";
-            return Err(error_reply(&el, "wait", "resource-constraint", Some(text)).unwrap_or(el));
+            return Err(error_reply(&el, "wait", "resource-constraint", Some(text)));
         }
         self.held.push_back(Held { origin, el, until });
         Ok(())
@@ -278,9 +284,19 @@ mod tests {
     }
 
     fn message(resource: &str) -> Element {
+        numbered(resource, 0)
+    }
+
+    fn numbered(resource: &str, n: u32) -> Element {
         stanza(&format!(
-            "<message xmlns='jabber:client' from='alice@example.org/{resource}' to='bob\\40remote.net@gw.example.org'><body>hi</body></message>"
+            "<message xmlns='jabber:client' id='m{n}' from='alice@example.org/{resource}' to='bob\\40remote.net@gw.example.org'><body>hi</body></message>"
         ))
+    }
+
+    fn probing() -> ProbeWindow {
+        let w = ProbeWindow::default();
+        w.open_from_now();
+        w
     }
 
     fn feed(c: &mut Controllers, el: &Element, now: u64) {
@@ -335,13 +351,14 @@ mod tests {
         let mut c = Controllers::default();
         let m = message("Work/phone");
         let o = Origin::of(&m);
-        assert!(c.must_hold(&m, &o, true));
-        assert!(!c.must_hold(&m, &o, false), "no probe running: decide now");
+        assert!(c.must_hold(&m, &o, &probing()));
+        let idle = ProbeWindow::default();
+        assert!(!c.must_hold(&m, &o, &idle), "no probe running: decide now");
         // Presence to T itself is never held: it is what releases the rest.
         let p = presence("Work/phone", "", "");
-        assert!(!c.must_hold(&p, &Origin::of(&p), true));
+        assert!(!c.must_hold(&p, &Origin::of(&p), &probing()));
         feed(&mut c, &p, 1);
-        assert!(!c.must_hold(&m, &o, true), "online now");
+        assert!(!c.must_hold(&m, &o, &probing()), "online now");
     }
 
     #[test]
@@ -349,20 +366,22 @@ mod tests {
         let mut c = Controllers::default();
         let now = Instant::now();
         let later = now + CONFIRM_GRACE;
-        for _ in 0..2 {
-            let m = message("Work/phone");
+        for n in 1..=3 {
+            let m = numbered("Work/phone", n);
             c.hold(Origin::of(&m), m, later).expect("room");
         }
+        let idle = ProbeWindow::default();
         let other = message("Home");
+        assert!(!c.must_hold(&other, &Origin::of(&other), &idle));
         // A later stanza of a sender with held stanzas queues behind them.
-        assert!(!c.must_hold(&other, &Origin::of(&other), false));
         let m = message("Work/phone");
-        assert!(c.must_hold(&m, &Origin::of(&m), false));
+        assert!(c.must_hold(&m, &Origin::of(&m), &idle));
         assert!(c.next_released(now).is_none(), "sender not online yet");
         feed(&mut c, &presence("Work/phone", "", ""), 1);
-        assert!(c.next_released(now).is_some());
-        assert!(c.next_released(now).is_some());
-        assert!(c.next_released(now).is_none());
+        let ids: Vec<String> = std::iter::from_fn(|| c.next_released(now))
+            .map(|h| h.el.attr("id").unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(ids, ["m1", "m2", "m3"]);
     }
 
     #[test]
@@ -383,12 +402,21 @@ mod tests {
             c.hold(Origin::of(&m), m, until).expect("room");
         }
         let m = message("Work/phone");
-        let refused = c.hold(Origin::of(&m), m, until).expect_err("full");
+        let refused = c
+            .hold(Origin::of(&m), m, until)
+            .expect_err("full")
+            .expect("a message is answered");
         assert_eq!(refused.attr("type"), Some("error"));
         assert_eq!(refused.attr("to"), Some("alice@example.org/Work/phone"));
         let error = refused.get_child("error", NS_CLIENT).expect("error");
         assert_eq!(error.attr("type"), Some("wait"));
         assert!(error.has_child("resource-constraint", crate::xmpp::NS_STANZAS));
+        // An error stanza past the limit is dropped, never echoed back.
+        let bounced = stanza(
+            "<message xmlns='jabber:client' type='error' from='alice@example.org/Work/phone' to='gw.example.org'/>",
+        );
+        let refused = c.hold(Origin::of(&bounced), bounced, until);
+        assert!(matches!(refused, Err(None)), "{refused:?}");
         assert_eq!(c.take_held().len(), HELD_LIMIT);
     }
 
@@ -408,7 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_window_is_open_for_the_grace_period() {
+    fn the_probe_window_opens_when_t_probes() {
         let w = ProbeWindow::default();
         assert!(!w.is_open());
         w.open_from_now();

@@ -191,8 +191,12 @@ mod tests {
                 .is_none(),
             "answered once"
         );
-        assert!(t.expire_outbound(&a).is_some());
-        assert!(t.expire_outbound(&a).is_none());
+        let answer = t
+            .outbound_answer(&a, "Work", Some("bob@remote.net/x"), &account())
+            .expect("fits");
+        assert_eq!(answer.requester, "Work/phone");
+        assert_eq!(answer.original_id.as_deref(), Some("1"));
+        assert!(t.expire_outbound(&a).is_none(), "nothing left to time out");
     }
 
     #[test]

@@ -180,15 +180,16 @@ impl Account {
     /// it let through.
     async fn on_local_input(&mut self, el: Element) {
         let origin = Origin::of(&el);
-        if self
-            .controllers
-            .must_hold(&el, &origin, self.env.probes.is_open())
-        {
-            debug!(local = %self.reg.local, resource = ?origin.resource, "holding a stanza until its sender's presence is known");
+        if self.controllers.must_hold(&el, &origin, &self.env.probes) {
+            let resource = origin.resource.clone();
             let until = std::time::Instant::now() + CONFIRM_GRACE;
             match self.controllers.hold(origin, el, until) {
-                Ok(()) => self.arm_after(CONFIRM_GRACE, Timer::Held),
-                Err(refusal) => self.to_local(refusal).await,
+                Ok(()) => {
+                    debug!(local = %self.reg.local, ?resource, "holding a stanza until its sender's presence is known");
+                    self.arm_after(CONFIRM_GRACE, Timer::Held);
+                }
+                Err(Some(refusal)) => self.to_local(refusal).await,
+                Err(None) => {}
             }
             return;
         }
@@ -225,7 +226,7 @@ impl Account {
         }
 
         let event = wit::Event::Local(wit::LocalStanza {
-            stanza: wit_stanza(kind, &el),
+            stanza: wit::Stanza::of(kind, &el),
             sender_resource: resource.clone(),
             answers,
         });
@@ -458,20 +459,4 @@ impl Account {
 fn is_request(el: &Element) -> bool {
     let type_ = el.attr("type").unwrap_or("");
     Kind::of(el) == Some(Kind::Iq) && (type_ == "get" || type_ == "set")
-}
-
-/// The policy's view of a stanza: its routing header and its XML.
-pub(crate) fn wit_stanza(kind: Kind, el: &Element) -> wit::Stanza {
-    wit::Stanza {
-        kind: match kind {
-            Kind::Message => wit::StanzaKind::Message,
-            Kind::Presence => wit::StanzaKind::Presence,
-            Kind::Iq => wit::StanzaKind::Iq,
-        },
-        type_: el.attr("type").unwrap_or("").to_string(),
-        id: el.attr("id").map(str::to_string),
-        from: el.attr("from").map(str::to_string),
-        to: el.attr("to").map(str::to_string),
-        xml: to_xml(el),
-    }
 }

@@ -108,7 +108,7 @@ pub fn plan(action: wit::Action, scope: &Scope, current: &Current) -> Plan {
         wit::Action::ReplyError(e) => answer(
             scope,
             current,
-            error_type(e.type_),
+            e.type_.as_str(),
             &e.condition,
             e.text.as_deref(),
         ),
@@ -116,17 +116,6 @@ pub fn plan(action: wit::Action, scope: &Scope, current: &Current) -> Plan {
         wit::Action::CloseSession(a) => Plan::Close(a),
         wit::Action::SendForeign(send) => foreign(scope, current, send),
         wit::Action::SendLocal(send) => local(scope, current, send),
-    }
-}
-
-/// The stanza error's type attribute.
-pub fn error_type(t: wit::ErrorType) -> &'static str {
-    match t {
-        wit::ErrorType::Auth => "auth",
-        wit::ErrorType::Cancel => "cancel",
-        wit::ErrorType::Continue => "continue",
-        wit::ErrorType::Modify => "modify",
-        wit::ErrorType::Wait => "wait",
     }
 }
 

@@ -1,7 +1,7 @@
 //! The account's foreign sessions: opening them, sending through them,
 //! and what their reports mean for the account.
 
-use super::{Account, Session, Side, Tag, rules::Current, wit, wit_stanza};
+use super::{Account, Session, Side, Tag, rules::Current, wit};
 use crate::storage::KeptSalted;
 use crate::xmpp::foreign::{self, Command, Outgoing, Report, SessionParams};
 use crate::xmpp::scram::SaltedCache;
@@ -98,7 +98,7 @@ impl Account {
         }
         let event = wit::Event::Foreign(wit::ForeignStanza {
             session: session.clone(),
-            stanza: wit_stanza(kind, &el),
+            stanza: wit::Stanza::of(kind, &el),
             answers,
         });
         let current = Current {

@@ -35,6 +35,8 @@ pub use probation::{PROBATION_DECISIONS, ROLLBACK_TRAPS};
 pub use stats::{PolicyStats, TIME_ONE_IN};
 pub use store::{MemoryState, STATE_KEY_LIMIT, STATE_LIMIT_BYTES, StateBackend};
 
+use crate::config::PolicySource;
+use anyhow::{Context, Result};
 use std::time::Duration;
 
 /// The default policy, built by `build.rs`.
@@ -99,4 +101,16 @@ pub enum PolicyEvent {
         /// The policy deciding again.
         to: String,
     },
+}
+
+/// Reads the policy module the configuration names: its name and bytes.
+pub fn module_bytes(source: &PolicySource) -> Result<(String, Vec<u8>)> {
+    match source {
+        PolicySource::BuiltinDefault => Ok(("builtin:default".into(), BUILTIN_DEFAULT.to_vec())),
+        PolicySource::File(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("failed to read policy `{}`", path.display()))?;
+            Ok((path.display().to_string(), bytes))
+        }
+    }
 }

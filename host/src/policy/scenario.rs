@@ -165,7 +165,7 @@ pub fn run_file(module: &str, path: &Path, cache_dir: Option<&Path>) -> Result<O
         "builtin:default" => crate::config::PolicySource::BuiltinDefault,
         other => crate::config::PolicySource::File(other.into()),
     };
-    let (name, bytes) = crate::policy_bytes(&source)?;
+    let (name, bytes) = super::module_bytes(&source)?;
     let limits = super::Limits {
         deadline: std::time::Duration::from_millis(500),
         memory: 64 << 20,
@@ -269,22 +269,12 @@ fn fits(action: &wit::Action, expect: &Expect) -> bool {
             },
         ) => {
             &a.condition == condition
-                && type_.as_deref().is_none_or(|t| error_type(a.type_) == t)
+                && type_.as_deref().is_none_or(|t| a.type_.as_str() == t)
                 && text_contains
                     .as_deref()
                     .is_none_or(|t| a.text.as_deref().is_some_and(|x| x.contains(t)))
         }
         _ => false,
-    }
-}
-
-fn error_type(t: wit::ErrorType) -> &'static str {
-    match t {
-        wit::ErrorType::Auth => "auth",
-        wit::ErrorType::Cancel => "cancel",
-        wit::ErrorType::Continue => "continue",
-        wit::ErrorType::Modify => "modify",
-        wit::ErrorType::Wait => "wait",
     }
 }
 
@@ -315,7 +305,7 @@ fn describe(action: &wit::Action) -> String {
             format!(
                 "reply_error {{ condition: {:?}, type: {:?}, text: {:?} }}",
                 e.condition,
-                error_type(e.type_),
+                e.type_.as_str(),
                 e.text
             )
         }
@@ -385,7 +375,7 @@ fn facts(shared: &FactsSpec, case: &Case) -> Result<wit::Facts> {
 fn stanza(xml: &str) -> Result<wit::Stanza> {
     let el = parse_stanza(xml).map_err(|e| anyhow!("bad stanza {xml:?}: {e}"))?;
     let kind = Kind::of(&el).ok_or_else(|| anyhow!("not a stanza: {xml:?}"))?;
-    Ok(crate::account::wit_stanza(kind, &el))
+    Ok(wit::Stanza::of(kind, &el))
 }
 
 fn answers(a: &Option<AnswersSpec>) -> Option<wit::IqRequest> {

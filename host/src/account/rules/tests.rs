@@ -142,7 +142,7 @@ fn a_policy_written_stanza_loses_the_from_it_claims() {
 }
 
 #[test]
-fn a_session_of_no_one_or_of_another_account_cannot_be_used() {
+fn only_a_session_open_for_this_account_can_be_used() {
     let current = chat();
     let action = send_foreign("Home", Some("bob@remote.net"), wit::Content::Original);
     match with_scope(&["Work"], |s| plan(action, s, &current)) {
