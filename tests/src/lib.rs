@@ -21,6 +21,8 @@ use tokio_xmpp::jid::Jid;
 use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::Timeouts;
 
+pub mod proxy;
+
 /// The local virtual host.
 pub const LOCAL: &str = "local.test";
 /// The foreign virtual host.
@@ -114,7 +116,8 @@ impl Prosody {
             .replace("@LOGLEVEL@", options.log_level)
             .replace("@AUTHENTICATION@", options.authentication)
             .replace("@EXTRA_MODULES@", &extra_modules)
-            .replace("@FOREIGN_SSL@", &foreign_ssl);
+            .replace("@FOREIGN_SSL@", &foreign_ssl)
+            .replace("@HIBERNATION@", &options.hibernation_secs.to_string());
         let cfg_path = dir.path().join("prosody.cfg.lua");
         std::fs::write(&cfg_path, config)?;
         std::fs::create_dir_all(dir.path().join("data"))?;
@@ -365,6 +368,9 @@ pub struct Options {
     /// Accounts written straight into the data directory before start
     /// (thousands in milliseconds, where `prosodyctl` takes a second each).
     pub bulk_users: Vec<BulkUser>,
+    /// How long a cut XEP-0198 session may still be resumed, seconds
+    /// (Prosody's `smacks_hibernation_time`, 600 by default).
+    pub hibernation_secs: u32,
 }
 
 impl Default for Options {
@@ -374,6 +380,7 @@ impl Default for Options {
             log_level: "info",
             authentication: "internal_hashed",
             bulk_users: Vec::new(),
+            hibernation_secs: 600,
         }
     }
 }

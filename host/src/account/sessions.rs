@@ -17,9 +17,17 @@ impl Account {
             .get(&session)
             .is_some_and(|s| s.generation == generation);
         if !current {
-            // A report from a session already replaced or closed.
-            if let Report::Failed { unsent, .. } = report {
-                self.bounce(unsent, "the foreign session was closed").await;
+            // A report from a session already replaced or closed: what it
+            // could not send is still answered.
+            match report {
+                Report::Failed { unsent, .. } => {
+                    let why = "the foreign session was closed";
+                    self.bounce(unsent, "service-unavailable", why).await;
+                }
+                Report::Rejected(out, condition, why) => {
+                    self.bounce(vec![out], condition, &why).await;
+                }
+                _ => {}
             }
             return;
         }
@@ -33,9 +41,15 @@ impl Account {
         match report {
             Report::Stanza(el) => self.on_foreign(session, el).await,
             Report::Resumed => self.set_state(&session, wit::SessionState::Online),
+            Report::Suspended => self.set_state(&session, wit::SessionState::Reconnecting),
             Report::Online => {
                 self.set_state(&session, wit::SessionState::Online);
                 self.decide_internal(change(wit::SessionState::Online, None))
+                    .await;
+            }
+            Report::Back(why) => {
+                self.set_state(&session, wit::SessionState::Online);
+                self.decide_internal(change(wit::SessionState::Online, Some(why)))
                     .await;
             }
             Report::Reconnecting(why) => {
@@ -47,11 +61,11 @@ impl Account {
                 self.set_state(&session, wit::SessionState::Failed);
                 let why = reason.to_string();
                 let text = format!("the foreign session could not log in: {why}");
-                self.bounce(unsent, &text).await;
+                self.bounce(unsent, "service-unavailable", &text).await;
                 self.decide_internal(change(wit::SessionState::Failed, Some(why)))
                     .await;
             }
-            Report::Rejected(out, why) => self.bounce(vec![out], &why).await,
+            Report::Rejected(out, condition, why) => self.bounce(vec![out], condition, &why).await,
             Report::Closed => {
                 self.sessions.remove(&session);
             }
@@ -64,13 +78,14 @@ impl Account {
         }
     }
 
-    /// Answers each controller's stanza that could not be sent.
-    async fn bounce(&self, unsent: Vec<Outgoing>, why: &str) {
+    /// Answers each controller's stanza that could not be sent, with
+    /// `condition` (type `wait`: it may work later) and why.
+    async fn bounce(&self, unsent: Vec<Outgoing>, condition: &str, why: &str) {
         for out in unsent {
             if let Some(reply) = out
                 .origin
                 .as_ref()
-                .and_then(|o| error_reply(o, "wait", "service-unavailable", Some(why)))
+                .and_then(|o| error_reply(o, "wait", condition, Some(why)))
             {
                 self.to_local(reply).await;
             }
@@ -178,8 +193,8 @@ impl Account {
                 }
             }
             None => {
-                self.bounce(vec![out], "the foreign session is not open")
-                    .await
+                let why = "the foreign session is not open";
+                self.bounce(vec![out], "service-unavailable", why).await
             }
         }
     }

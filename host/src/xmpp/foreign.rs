@@ -3,6 +3,7 @@
 //! deadline on the first login and failures reported to the account
 //! (docs/dependencies.md, tokio-xmpp pitfalls 2 and 4).
 
+use super::delivery::Delivery;
 use super::login::{classify, login};
 use futures::StreamExt;
 use minidom::Element;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::{FullJid, Jid};
-use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
+use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StanzaToken, StreamEvent};
 use tokio_xmpp::xmlstream::Timeouts;
 use tracing::{debug, info, warn};
 
@@ -42,12 +43,18 @@ pub enum Command {
 /// Reports from a session to its account.
 #[derive(Debug)]
 pub enum Report {
-    /// Bound and usable (first time, or after a reconnect that lost state).
+    /// Bound and usable for the first time.
     Online,
-    /// Lost the connection; reconnecting.
+    /// Lost the connection; it may still be resumed, nobody needs telling.
+    Suspended,
+    /// Down for longer than a blip (a reconnect failed, or the server could
+    /// not resume the session): the controllers should know, and why.
     Reconnecting(String),
-    /// Resumed without loss (XEP-0198).
+    /// Resumed without loss (XEP-0198) before anyone was told.
     Resumed,
+    /// Usable again after a gap the controllers were told of: resumed, or
+    /// bound again with what the server had lost sent again (why).
+    Back(String),
     /// Could not log in; the stanzas that were waiting come back.
     Failed {
         /// Why.
@@ -57,8 +64,8 @@ pub enum Report {
     },
     /// A stanza arrived (in `jabber:client`).
     Stanza(Element),
-    /// A stanza could not be sent (not a valid stanza for the client stream).
-    Rejected(Outgoing, String),
+    /// A stanza could not be sent: the RFC 6120 condition and why.
+    Rejected(Outgoing, &'static str, String),
     /// Closed on request.
     Closed,
 }
@@ -173,7 +180,7 @@ async fn run(
 
     // Authenticated: StanzaStream binds the resource and owns the stream
     // from here, calling the reconnector whenever the connection drops.
-    let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<LoginFailure>();
+    let (fail_tx, fail_rx) = mpsc::unbounded_channel::<LoginFailure>();
     let mut first = Some(connection);
     // Connections handed over since the session was last up. After a server
     // restart, XEP-0198 resumption fails and Prosody 0.12 answers
@@ -244,7 +251,9 @@ async fn run(
     let bound = loop {
         tokio::select! {
             ev = stream.next() => match ev {
-                Some(Event::Stream(StreamEvent::Reset { .. })) => break Ok(()),
+                Some(Event::Stream(StreamEvent::Reset { features, .. })) => {
+                    break Ok(features.stream_management.is_some());
+                }
                 Some(Event::Stream(_)) => {}
                 Some(Event::Stanza(s)) => report(Report::Stanza(Element::from(s))),
                 None => break Err(LoginFailure::Unreachable("the stream ended while binding".into())),
@@ -263,58 +272,171 @@ async fn run(
             }
         }
     };
-    if let Err(reason) = bound {
-        warn!(%jid, %reason, "foreign login failed");
-        drop(fail_rx);
-        stream.close().await;
-        report(Report::Failed {
-            reason,
-            unsent: waiting.into(),
-        });
-        return;
-    }
+    let sm = match bound {
+        Ok(sm) => sm,
+        Err(reason) => {
+            warn!(%jid, %reason, "foreign login failed");
+            drop(fail_rx);
+            stream.close().await;
+            report(Report::Failed {
+                reason,
+                unsent: waiting.into(),
+            });
+            return;
+        }
+    };
     drop(permit);
     info!(%jid, "foreign session online");
     report(Report::Online);
+    let mut online = Online {
+        stream,
+        delivery: Delivery::new(params.queue_limit),
+        sm,
+        up: true,
+        gap: None,
+        told: false,
+    };
     for out in waiting {
-        send(&stream, out, &report).await;
+        online.send(out, &report).await;
+    }
+    online.serve(&jid, commands, fail_rx, handed, &report).await;
+}
+
+/// A session once bound: its stream, what is in flight on it, and what is
+/// known of the current gap, if the stream is down.
+struct Online {
+    stream: StanzaStream,
+    delivery: Delivery<StanzaToken>,
+    /// Whether the current stream has XEP-0198.
+    sm: bool,
+    /// Whether the stream is usable; while not, stanzas wait.
+    up: bool,
+    /// Why the stream is down, while it is.
+    gap: Option<String>,
+    /// Whether the account was told of this gap (it tells the controllers).
+    told: bool,
+}
+
+impl Online {
+    /// Hands `out` to the stream, tracked until the server has it.
+    async fn send(&mut self, out: Outgoing, report: &impl Fn(Report)) {
+        match Stanza::try_from(out.stanza.clone()) {
+            Ok(stanza) => {
+                let token = self.stream.send(Box::new(stanza)).await;
+                self.delivery.sent(out, token, self.sm);
+            }
+            Err(e) => report(Report::Rejected(
+                out,
+                "bad-request",
+                format!("not a valid stanza: {e}"),
+            )),
+        }
     }
 
-    loop {
-        tokio::select! {
-            ev = stream.next() => match ev {
-                Some(Event::Stanza(s)) => report(Report::Stanza(Element::from(s))),
-                Some(Event::Stream(StreamEvent::Reset { .. })) => {
-                    handed.store(0, Ordering::SeqCst);
-                    report(Report::Online)
-                }
-                Some(Event::Stream(StreamEvent::Suspended)) => {
-                    report(Report::Reconnecting("connection lost".into()))
-                }
-                Some(Event::Stream(StreamEvent::Resumed)) => {
-                    handed.store(0, Ordering::SeqCst);
-                    report(Report::Resumed)
-                }
-                None => {
-                    let reason = LoginFailure::Unreachable("the foreign stream ended".into());
-                    report(Report::Failed { reason, unsent: vec![] });
-                    return;
-                }
-            },
-            f = fail_rx.recv() => if let Some(f) = f {
-                warn!(%jid, failure = %f, "foreign reconnect attempt failed");
-                report(Report::Reconnecting(f.to_string()));
-            },
-            cmd = commands.recv() => match cmd {
-                Some(Command::Send(out)) => send(&stream, *out, &report).await,
-                Some(Command::Close) | None => {
-                    drop(fail_rx);
-                    stream.close().await;
-                    info!(%jid, "foreign session closed");
-                    report(Report::Closed);
-                    return;
-                }
-            },
+    fn bounce(failed: Vec<(Outgoing, String)>, report: &impl Fn(Report)) {
+        for (out, why) in failed {
+            report(Report::Rejected(out, "service-unavailable", why));
+        }
+    }
+
+    /// Tells the account of the gap, once per gap.
+    fn tell(&mut self, why: String, report: &impl Fn(Report)) {
+        if !self.told {
+            self.told = true;
+            report(Report::Reconnecting(why));
+        }
+    }
+
+    async fn serve(
+        mut self,
+        jid: &FullJid,
+        mut commands: mpsc::Receiver<Command>,
+        mut fail_rx: mpsc::UnboundedReceiver<LoginFailure>,
+        handed: Arc<AtomicU32>,
+        report: &impl Fn(Report),
+    ) {
+        // Acknowledgements settle stanzas in flight; looked at now and then,
+        // since nothing waits on them but memory.
+        let mut settle = tokio::time::interval(Duration::from_millis(500));
+        settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = self.stream.next() => match ev {
+                    Some(Event::Stanza(s)) => report(Report::Stanza(Element::from(s))),
+                    Some(Event::Stream(StreamEvent::Reset { features, .. })) => {
+                        handed.store(0, Ordering::SeqCst);
+                        self.sm = features.stream_management.is_some();
+                        self.up = true;
+                        let gap = self.gap.take().unwrap_or_else(|| "the connection was lost".into());
+                        let why = format!("{gap}; the session could not be resumed");
+                        self.tell(why.clone(), report);
+                        self.told = false;
+                        let (again, failed) = self.delivery.rebound();
+                        Self::bounce(failed, report);
+                        info!(%jid, resent = again.len(), "foreign session bound again");
+                        for out in again {
+                            self.send(out, report).await;
+                        }
+                        report(Report::Back(format!("bound again ({why})")));
+                    }
+                    Some(Event::Stream(StreamEvent::Suspended)) => {
+                        self.up = false;
+                        self.gap = Some("connection lost".into());
+                        report(Report::Suspended);
+                    }
+                    Some(Event::Stream(StreamEvent::Resumed)) => {
+                        handed.store(0, Ordering::SeqCst);
+                        self.up = true;
+                        let announced = std::mem::take(&mut self.told);
+                        let gap = self.gap.take();
+                        for out in self.delivery.resumed(announced) {
+                            self.send(out, report).await;
+                        }
+                        if announced {
+                            let gap = gap.unwrap_or_default();
+                            report(Report::Back(format!("resumed ({gap})")));
+                        } else {
+                            report(Report::Resumed);
+                        }
+                    }
+                    None => {
+                        let reason = LoginFailure::Unreachable("the foreign stream ended".into());
+                        let unsent = self.delivery.unsent();
+                        report(Report::Failed { reason, unsent });
+                        return;
+                    }
+                },
+                f = fail_rx.recv() => if let Some(f) = f {
+                    warn!(%jid, failure = %f, "foreign reconnect attempt failed");
+                    self.gap = Some(f.to_string());
+                    self.tell(f.to_string(), report);
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Send(out)) if self.up => self.send(*out, report).await,
+                    Some(Command::Send(out)) => {
+                        if let Err(out) = self.delivery.wait(*out) {
+                            let why = "too many stanzas waiting for the foreign session to come back";
+                            report(Report::Rejected(*out, "resource-constraint", why.into()));
+                        }
+                    }
+                    Some(Command::Close) | None => {
+                        drop(fail_rx);
+                        self.stream.close().await;
+                        info!(%jid, "foreign session closed");
+                        // A clean close sends what was queued; what waited for
+                        // a stream that never came back was never sent.
+                        let why = "the foreign session was closed before it could send this";
+                        if !self.up {
+                            for out in self.delivery.unsent() {
+                                report(Report::Rejected(out, "service-unavailable", why.into()));
+                            }
+                        }
+                        report(Report::Closed);
+                        return;
+                    }
+                },
+                _ = settle.tick() => Self::bounce(self.delivery.settle(), report),
+            }
         }
     }
 }
@@ -322,17 +444,8 @@ async fn run(
 fn queue(waiting: &mut VecDeque<Outgoing>, out: Outgoing, limit: usize, report: &impl Fn(Report)) {
     if waiting.len() >= limit {
         let why = "too many stanzas waiting for the foreign login".to_string();
-        report(Report::Rejected(out, why));
+        report(Report::Rejected(out, "resource-constraint", why));
     } else {
         waiting.push_back(out);
-    }
-}
-
-async fn send(stream: &StanzaStream, out: Outgoing, report: &impl Fn(Report)) {
-    match Stanza::try_from(out.stanza.clone()) {
-        Ok(stanza) => {
-            stream.send(Box::new(stanza)).await;
-        }
-        Err(e) => report(Report::Rejected(out, format!("not a valid stanza: {e}"))),
     }
 }

@@ -2,6 +2,7 @@
 //! attribute edits and stanza errors (RFC 6120 section 8).
 
 pub mod component;
+pub mod delivery;
 pub mod foreign;
 pub mod login;
 pub mod scram;

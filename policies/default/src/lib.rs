@@ -290,16 +290,25 @@ fn foreign_to_local(foreign: &ForeignStanza, facts: &Facts) -> Vec<Action> {
 }
 
 impl DefaultPolicy {
-    /// docs/behaviour.md section 9 (initial presence) and section 4 (controllers are told
-    /// why a login failed).
+    /// docs/behaviour.md section 9 (initial presence), section 4 (controllers are told
+    /// why a login failed) and section 7 (controllers see F/A go and come back
+    /// when a gap could not be hidden).
     fn session_changed(&self, change: &SessionChange, facts: &Facts) -> Vec<Action> {
         let a = change.session.as_str();
         match change.state {
+            // Back after a gap: the host restored F/A's last presence itself.
+            SessionState::Online if change.reason.is_some() => {
+                presence_to_controllers(a, "", None, facts)
+            }
             SessionState::Online if self.initial_presence => vec![Action::send_foreign_xml(
                 a,
                 None,
                 xml::presence("", None, None, Some(0)),
             )],
+            SessionState::Reconnecting => {
+                let why = change.reason.as_deref();
+                presence_to_controllers(a, "unavailable", why, facts)
+            }
             SessionState::Failed => {
                 let why = change.reason.as_deref().unwrap_or("unknown reason");
                 let text = format!("could not connect {}/{a}: {why}", facts.foreign_jid);
@@ -313,6 +322,27 @@ impl DefaultPolicy {
             _ => vec![],
         }
     }
+}
+
+/// F/A's own presence, as `esc(F)@T/A`, to each controller of A.
+fn presence_to_controllers(
+    a: &str,
+    type_: &str,
+    status: Option<&str>,
+    facts: &Facts,
+) -> Vec<Action> {
+    let presence = xml::presence(type_, None, status, None);
+    facts
+        .controllers_of(a)
+        .map(|c| {
+            Action::SendLocal(pizzja_sdk::SendLocal {
+                to_resource: Some(c.resource.clone()),
+                from_node: Some(facts.foreign_node()),
+                from_resource: Some(a.to_string()),
+                content: pizzja_sdk::Content::Xml(presence.clone()),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

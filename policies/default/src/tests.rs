@@ -598,3 +598,60 @@ fn controllers_are_told_why_a_login_failed() {
         other => panic!("expected one message to Work/phone, got {other:?}"),
     }
 }
+
+// Section 7: controllers see F/A go and come back when a gap shows.
+
+fn session_change(state: SessionState, reason: Option<&str>) -> Event {
+    Event::Session(SessionChange {
+        session: "Work".into(),
+        state,
+        reason: reason.map(Into::into),
+    })
+}
+
+fn presences_to_controllers(actions: &[Action]) -> Vec<(String, String)> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::SendLocal(SendLocal {
+                to_resource: Some(to),
+                from_node: Some(node),
+                from_resource: Some(res),
+                content: Content::Xml(x),
+            }) => {
+                assert_eq!(
+                    (node.as_str(), res.as_str()),
+                    ("me\\40remote.net", "Work"),
+                    "from F/A's own gateway JID"
+                );
+                (to.clone(), x.clone())
+            }
+            other => panic!("expected presence to a controller, got {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_gap_that_shows_takes_f_a_offline_for_its_controllers_with_the_reason() {
+    let f = facts(
+        &["Work/phone", "Work/laptop", "Home/desk"],
+        &[("Work", SessionState::Reconnecting)],
+    );
+    let event = session_change(SessionState::Reconnecting, Some("connection refused"));
+    let sent = presences_to_controllers(&decide(&event, &f));
+    let to: Vec<&str> = sent.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(to, ["Work/phone", "Work/laptop"], "only A's controllers");
+    for (_, x) in &sent {
+        assert!(x.contains("type='unavailable'"), "{x}");
+        assert!(x.contains("<status>connection refused</status>"), "{x}");
+    }
+}
+
+#[test]
+fn back_after_a_gap_f_a_is_available_again_and_its_presence_is_the_host_s_to_restore() {
+    let f = facts(&["Work/phone"], &[WORK]);
+    let event = session_change(SessionState::Online, Some("bound again"));
+    let sent = presences_to_controllers(&decide(&event, &f));
+    assert_eq!(sent.len(), 1, "no initial presence: the host restored it");
+    assert!(!sent[0].1.contains("type="), "{}", sent[0].1);
+}

@@ -2,6 +2,7 @@
 //! section of docs/behaviour.md. Each test starts its own server with fresh accounts.
 
 mod commands;
+mod delivery;
 mod errors;
 mod faults;
 mod hostile;

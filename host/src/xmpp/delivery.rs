@@ -1,0 +1,331 @@
+//! What a foreign session has handed its stream and not yet seen
+//! acknowledged, and what waits while the stream is down
+//! (docs/behaviour.md section 7).
+//!
+//! tokio-xmpp resends what the server had not acknowledged when a stream
+//! is resumed (XEP-0198), but when resumption fails it binds afresh and
+//! discards those stanzas without a word (docs/dependencies.md). So the
+//! session keeps each stanza until its token says the server has it, and
+//! after a rebind sends again, in order, what was lost: first F/A's last
+//! broadcast presence (the new session has none), then the lost stanzas,
+//! then what waited meanwhile.
+
+use super::foreign::Outgoing;
+use futures::FutureExt;
+use minidom::Element;
+use std::collections::VecDeque;
+use tokio_xmpp::stanzastream::{StanzaStage, StanzaState, StanzaToken};
+
+/// Where a stanza handed to the stream stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not settled yet: queued, or sent and waiting for the server's ack.
+    Pending,
+    /// The server has it (acknowledged, or sent on a stream without
+    /// XEP-0198, where that is all anyone can know).
+    Delivered,
+    /// It cannot be sent (why).
+    Failed(String),
+    /// The stream discarded it unacknowledged: it must be sent again.
+    Lost,
+}
+
+/// A handle on a stanza's progress through the stream.
+pub trait Tracked {
+    /// Its outcome now; `sm` says whether it went out on a stream with
+    /// XEP-0198.
+    fn outcome(&mut self, sm: bool) -> Outcome;
+}
+
+impl Tracked for StanzaToken {
+    fn outcome(&mut self, sm: bool) -> Outcome {
+        // Resolves at once when the stanza is acked (or failed), or when the
+        // stream dropped its tracking before that; pending otherwise.
+        match self.wait_for(StanzaStage::Acked).now_or_never() {
+            None => Outcome::Pending,
+            Some(Some(StanzaState::Acked { .. })) => Outcome::Delivered,
+            Some(Some(StanzaState::Failed { error })) => Outcome::Failed(error.to_string()),
+            Some(Some(StanzaState::Dropped)) => Outcome::Failed("the stream dropped it".into()),
+            Some(Some(_)) => Outcome::Pending,
+            Some(None) => match self.state() {
+                StanzaState::Sent { .. } if !sm => Outcome::Delivered,
+                StanzaState::Acked { .. } => Outcome::Delivered,
+                _ => Outcome::Lost,
+            },
+        }
+    }
+}
+
+struct InFlight<T> {
+    out: Outgoing,
+    token: T,
+    sm: bool,
+}
+
+/// One session's stanzas in flight and waiting.
+pub struct Delivery<T> {
+    inflight: VecDeque<InFlight<T>>,
+    waiting: VecDeque<Outgoing>,
+    last_presence: Option<Element>,
+    limit: usize,
+}
+
+/// Broadcast presence: a presence without 'to' (available or not).
+fn is_broadcast_presence(el: &Element) -> bool {
+    el.name() == "presence"
+        && el.attr("to").is_none()
+        && matches!(el.attr("type"), None | Some("unavailable"))
+}
+
+impl<T: Tracked> Delivery<T> {
+    /// At most `limit` stanzas wait while the stream is down.
+    pub fn new(limit: usize) -> Self {
+        Delivery {
+            inflight: VecDeque::new(),
+            waiting: VecDeque::new(),
+            last_presence: None,
+            limit: limit.max(1),
+        }
+    }
+
+    /// `out` was handed to the stream, on a stream with XEP-0198 or not.
+    pub fn sent(&mut self, out: Outgoing, token: T, sm: bool) {
+        if is_broadcast_presence(&out.stanza) {
+            self.last_presence = Some(out.stanza.clone());
+        }
+        self.inflight.push_back(InFlight { out, token, sm });
+    }
+
+    /// Keeps `out` until the stream is back; over the limit it comes back.
+    pub fn wait(&mut self, out: Outgoing) -> Result<(), Box<Outgoing>> {
+        if self.waiting.len() >= self.limit {
+            return Err(Box::new(out));
+        }
+        self.waiting.push_back(out);
+        Ok(())
+    }
+
+    /// Stanzas waiting for the stream.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Stanzas handed to the stream and not settled yet.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Forgets what the server has; returns what failed, for its sender.
+    /// Lost stanzas stay, for [`Delivery::rebound`].
+    pub fn settle(&mut self) -> Vec<(Outgoing, String)> {
+        let mut failed = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.inflight.len());
+        for mut f in self.inflight.drain(..) {
+            match f.token.outcome(f.sm) {
+                Outcome::Delivered => {}
+                Outcome::Failed(why) => failed.push((f.out, why)),
+                Outcome::Pending | Outcome::Lost => kept.push_back(f),
+            }
+        }
+        self.inflight = kept;
+        failed
+    }
+
+    /// The stream came back without its state (resumption failed): what to
+    /// send now, in order: F/A's last broadcast presence, the stanzas the
+    /// server never had, what waited. Also what failed, for its sender.
+    /// Stanzas still queued in the stream go out by themselves.
+    pub fn rebound(&mut self) -> (Vec<Outgoing>, Vec<(Outgoing, String)>) {
+        let failed = self.settle();
+        let mut again = Vec::new();
+        if let Some(p) = &self.last_presence {
+            again.push(Outgoing {
+                stanza: p.clone(),
+                origin: None,
+            });
+        }
+        let mut kept = VecDeque::new();
+        for mut f in self.inflight.drain(..) {
+            match f.token.outcome(f.sm) {
+                Outcome::Lost => again.push(f.out),
+                _ => kept.push_back(f),
+            }
+        }
+        self.inflight = kept;
+        again.extend(self.waiting.drain(..));
+        (again, failed)
+    }
+
+    /// The stream is back with its state (resumed): what waited, and F/A's
+    /// last broadcast presence first when `announce` (controllers were told
+    /// it had gone).
+    pub fn resumed(&mut self, announce: bool) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        if announce && let Some(p) = &self.last_presence {
+            out.push(Outgoing {
+                stanza: p.clone(),
+                origin: None,
+            });
+        }
+        out.extend(self.waiting.drain(..));
+        out
+    }
+
+    /// Everything not known to have reached the server, for the session's
+    /// end: unsettled stanzas in flight, then what waited.
+    pub fn unsent(mut self) -> Vec<Outgoing> {
+        let _ = self.settle();
+        self.inflight
+            .into_iter()
+            .map(|f| f.out)
+            .chain(self.waiting)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A token whose outcome the test sets.
+    #[derive(Clone)]
+    struct Fake(Rc<RefCell<Outcome>>);
+
+    impl Fake {
+        fn new() -> Fake {
+            Fake(Rc::new(RefCell::new(Outcome::Pending)))
+        }
+        fn set(&self, o: Outcome) {
+            *self.0.borrow_mut() = o;
+        }
+    }
+
+    impl Tracked for Fake {
+        fn outcome(&mut self, _sm: bool) -> Outcome {
+            self.0.borrow().clone()
+        }
+    }
+
+    fn out(xml: &str) -> Outgoing {
+        let stanza: Element = xml.parse().expect("test XML");
+        Outgoing {
+            origin: Some(stanza.clone()),
+            stanza,
+        }
+    }
+
+    fn message(n: u32) -> Outgoing {
+        out(&format!(
+            "<message xmlns='jabber:client' id='m{n}' to='bob@remote.net'><body>{n}</body></message>"
+        ))
+    }
+
+    fn ids(v: &[Outgoing]) -> Vec<String> {
+        v.iter()
+            .map(|o| o.stanza.attr("id").unwrap_or("-").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn after_a_rebind_presence_then_lost_then_waiting_go_out_in_order_once() {
+        let mut d = Delivery::new(8);
+        let presence = out("<presence xmlns='jabber:client' id='p'><show>away</show></presence>");
+        let tokens: Vec<Fake> = (0..5).map(|_| Fake::new()).collect();
+        d.sent(presence, tokens[0].clone(), true);
+        for n in 1..=4 {
+            d.sent(message(n), tokens[n as usize].clone(), true);
+        }
+        // The server had the presence and m1; m2..m4 were discarded.
+        tokens[0].set(Outcome::Delivered);
+        tokens[1].set(Outcome::Delivered);
+        for t in &tokens[2..] {
+            t.set(Outcome::Lost);
+        }
+        d.wait(message(5)).expect("room");
+        let (again, failed) = d.rebound();
+        assert!(failed.is_empty());
+        assert_eq!(ids(&again), ["p", "m2", "m3", "m4", "m5"]);
+        assert!(
+            again[0].origin.is_none(),
+            "the restored presence is the host's own"
+        );
+        assert_eq!(d.in_flight(), 0);
+        assert_eq!(d.waiting(), 0);
+        // Nothing is sent twice by a second rebind: only the presence again.
+        let (again, _) = d.rebound();
+        assert_eq!(ids(&again), ["p"]);
+    }
+
+    #[test]
+    fn stanzas_still_queued_in_the_stream_are_not_sent_again() {
+        let mut d = Delivery::new(8);
+        let (lost, queued) = (Fake::new(), Fake::new());
+        d.sent(message(1), lost.clone(), true);
+        d.sent(message(2), queued.clone(), true);
+        lost.set(Outcome::Lost);
+        let (again, _) = d.rebound();
+        assert_eq!(ids(&again), ["m1"]);
+        assert_eq!(d.in_flight(), 1, "m2 is still the stream's");
+        queued.set(Outcome::Delivered);
+        assert!(d.settle().is_empty());
+        assert_eq!(d.in_flight(), 0);
+    }
+
+    #[test]
+    fn failures_come_back_for_their_senders() {
+        let mut d = Delivery::new(8);
+        let t = Fake::new();
+        d.sent(message(1), t.clone(), true);
+        t.set(Outcome::Failed("no".into()));
+        let failed = d.settle();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].1, "no");
+        assert_eq!(d.in_flight(), 0);
+    }
+
+    #[test]
+    fn waiting_is_bounded() {
+        let mut d: Delivery<Fake> = Delivery::new(2);
+        d.wait(message(1)).expect("room");
+        d.wait(message(2)).expect("room");
+        let back = d.wait(message(3)).expect_err("full");
+        assert_eq!(back.stanza.attr("id"), Some("m3"));
+    }
+
+    #[test]
+    fn only_broadcast_presence_is_restored() {
+        let mut d = Delivery::new(8);
+        let t = Fake::new();
+        t.set(Outcome::Delivered);
+        d.sent(
+            out("<presence xmlns='jabber:client' id='p1'/>"),
+            t.clone(),
+            true,
+        );
+        d.sent(
+            out("<presence xmlns='jabber:client' id='d' to='bob@remote.net'/>"),
+            t.clone(),
+            true,
+        );
+        d.sent(
+            out("<presence xmlns='jabber:client' id='s' type='subscribe' to='bob@remote.net'/>"),
+            t.clone(),
+            true,
+        );
+        assert_eq!(ids(&d.resumed(true)), ["p1"]);
+        assert!(d.resumed(false).is_empty());
+    }
+
+    #[test]
+    fn at_the_end_everything_unsettled_is_returned_in_order() {
+        let mut d = Delivery::new(8);
+        let (done, pending) = (Fake::new(), Fake::new());
+        done.set(Outcome::Delivered);
+        d.sent(message(1), done, true);
+        d.sent(message(2), pending, true);
+        d.wait(message(3)).expect("room");
+        assert_eq!(ids(&d.unsent()), ["m2", "m3"]);
+    }
+}

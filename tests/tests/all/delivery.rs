@@ -1,0 +1,272 @@
+//! docs/behaviour.md section 7: nothing lost, nothing silent. A proxy
+//! between the gateway and the foreign server cuts the connection with
+//! stanzas in flight; every test counts what the controller sent, what bob
+//! received, what came back as an error, and asserts that nothing was lost
+//! silently and nothing arrived twice.
+
+use crate::{ME, bob_subscribes};
+use pizzja_tests::proxy::{FaultProxy, Mode};
+use pizzja_tests::*;
+use std::collections::BTreeMap;
+
+/// A cut XEP-0198 session lives this long on the foreign server.
+const HIBERNATION_SECS: u32 = 2;
+
+struct Setup {
+    // Dropped last: the gateway and clients go first.
+    _prosody: Prosody,
+    proxy: FaultProxy,
+    gateway: Option<Gateway>,
+    phone: Client,
+    bob: Client,
+}
+
+/// Prosody with a short hibernation, the gateway reaching foreign.test
+/// through a fault proxy, alice's phone controlling me/Work, and bob (a
+/// contact of me, connected directly) online.
+async fn setup() -> Setup {
+    init_tracing();
+    let options = Options {
+        hibernation_secs: HIBERNATION_SECS,
+        ..Options::default()
+    };
+    let prosody = Prosody::start_options(
+        &[("alice", LOCAL), ("me", FOREIGN), ("bob", FOREIGN)],
+        &options,
+    )
+    .await
+    .expect("prosody starts");
+    let upstream = format!("127.0.0.1:{}", prosody.c2s)
+        .parse()
+        .expect("an address");
+    let proxy = FaultProxy::start(upstream).await.expect("proxy starts");
+    let db = prosody.dir.path().join("pizzja.sqlite3");
+    let mut config = prosody.gateway_config(&db, "");
+    config.foreign_hosts.insert(FOREIGN.into(), proxy.addr);
+    let gateway = Gateway::start(config).await.expect("gateway starts");
+    let mut phone = Client::connect(&prosody, "alice", LOCAL, "Work/phone")
+        .await
+        .expect("phone logs in");
+    phone.go_online().await;
+    register_ok(&mut phone, ME).await;
+    let mut bob = Client::connect(&prosody, "bob", FOREIGN, "pc")
+        .await
+        .expect("bob logs in");
+    bob.go_online().await;
+    bob_subscribes(&mut bob, &mut phone, "Work").await;
+    phone.clear();
+    Setup {
+        _prosody: prosody,
+        proxy,
+        gateway: Some(gateway),
+        phone,
+        bob,
+    }
+}
+
+/// What became of each message the phone sent.
+#[derive(Debug, Default)]
+struct Tally {
+    sent: Vec<String>,
+    delivered: BTreeMap<String, usize>,
+    /// What bob received, in arrival order.
+    arrived: Vec<String>,
+    errored: Vec<String>,
+}
+
+impl Tally {
+    fn lost_silently(&self) -> Vec<&String> {
+        self.sent
+            .iter()
+            .filter(|id| !self.delivered.contains_key(*id) && !self.errored.contains(id))
+            .collect()
+    }
+
+    fn duplicated(&self) -> Vec<(&String, &usize)> {
+        self.delivered.iter().filter(|(_, n)| **n > 1).collect()
+    }
+
+    /// Bob got every message the phone sent, once each, in the order sent.
+    fn assert_all_delivered_once_in_order(&self) {
+        self.assert_nothing_lost_or_doubled();
+        assert!(self.errored.is_empty(), "errors: {:?}", self.errored);
+        assert_eq!(self.arrived, self.sent, "arrival order");
+    }
+
+    fn assert_nothing_lost_or_doubled(&self) {
+        assert!(
+            self.lost_silently().is_empty(),
+            "lost silently: {:?}",
+            self.lost_silently()
+        );
+        assert!(
+            self.duplicated().is_empty(),
+            "duplicated: {:?}",
+            self.duplicated()
+        );
+    }
+}
+
+async fn send_batch(phone: &Client, tally: &mut Tally, prefix: &str, n: usize) {
+    let to = gw_jid("bob@foreign.test/pc");
+    for i in 0..n {
+        let id = format!("{prefix}-{i}");
+        phone
+            .send(&format!(
+                "<message type='chat' to='{to}' id='{id}'><body>{id}</body></message>"
+            ))
+            .await;
+        tally.sent.push(id);
+    }
+}
+
+/// Reads until every sent message is accounted for, at bob or as an error
+/// at the phone; then reads on until bob has seen `marker` (sent last, on
+/// its own), so that a late duplicate would be counted too.
+async fn collect(setup: &mut Setup, tally: &mut Tally, marker: &str) {
+    let to = gw_jid("bob@foreign.test/pc");
+    setup
+        .phone
+        .send(&format!(
+            "<message type='chat' to='{to}' id='{marker}'><body>{marker}</body></message>"
+        ))
+        .await;
+    loop {
+        let m = setup
+            .bob
+            .expect("a message from me", |e| {
+                e.name() == "message" && e.attr("from") == Some("me@foreign.test/Work")
+            })
+            .await;
+        let body = body(&m).unwrap_or_default();
+        if body == marker {
+            break;
+        }
+        *tally.delivered.entry(body.clone()).or_default() += 1;
+        tally.arrived.push(body);
+    }
+    let errors: Vec<String> = setup
+        .phone
+        .inbox()
+        .filter(|e| e.name() == "message" && e.attr("type") == Some("error"))
+        .filter_map(|e| e.attr("id").map(str::to_string))
+        .collect();
+    tally.errored.extend(errors);
+}
+
+fn presence_of_work(e: &minidom::Element, type_: Option<&str>) -> bool {
+    let from = gw_jid(&format!("{ME}/Work"));
+    e.name() == "presence" && e.attr("from") == Some(from.as_str()) && e.attr("type") == type_
+}
+
+#[tokio::test]
+async fn a_cut_the_server_can_resume_loses_nothing_and_shows_nothing() {
+    let mut s = setup().await;
+    let mut tally = Tally::default();
+    s.proxy.hold();
+    send_batch(&s.phone, &mut tally, "r", 10).await;
+    s.proxy
+        .wait_held("r-9", WAIT)
+        .await
+        .expect("the batch is in flight");
+    s.proxy.cut();
+    collect(&mut s, &mut tally, "r-end").await;
+    tally.assert_all_delivered_once_in_order();
+    assert_eq!(tally.delivered.len(), 10);
+    assert!(
+        !s.phone
+            .inbox()
+            .any(|e| presence_of_work(e, Some("unavailable"))),
+        "a resumed session is not announced as gone"
+    );
+    s.gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_once_in_order() {
+    let mut s = setup().await;
+    let mut tally = Tally::default();
+    s.proxy.hold();
+    send_batch(&s.phone, &mut tally, "h", 10).await;
+    s.proxy
+        .wait_held("h-9", WAIT)
+        .await
+        .expect("the batch is in flight");
+    s.proxy.set_mode(Mode::Refuse);
+    s.proxy.cut();
+
+    // The controllers hear that F/A is gone, and why.
+    let gone = s
+        .phone
+        .expect("me/Work unavailable", |e| {
+            presence_of_work(e, Some("unavailable"))
+        })
+        .await;
+    assert!(
+        gone.children().any(|c| c.name() == "status"),
+        "with the reason: {}",
+        xml(&gone)
+    );
+    // The foreign server gives up the hibernating session: bob sees me/Work go.
+    s.bob
+        .expect("me/Work's session ended by the server", |e| {
+            e.name() == "presence"
+                && e.attr("from") == Some("me@foreign.test/Work")
+                && e.attr("type") == Some("unavailable")
+        })
+        .await;
+    s.proxy.set_mode(Mode::Pass);
+
+    // Back: bound again, its presence restored, the batch sent again.
+    s.phone
+        .expect("me/Work available again", |e| presence_of_work(e, None))
+        .await;
+    s.bob
+        .expect("me/Work's presence restored", |e| {
+            e.name() == "presence"
+                && e.attr("from") == Some("me@foreign.test/Work")
+                && e.attr("type").is_none()
+        })
+        .await;
+    collect(&mut s, &mut tally, "h-end").await;
+    tally.assert_all_delivered_once_in_order();
+    assert_eq!(tally.delivered.len(), 10);
+    s.gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
+}
+
+#[tokio::test]
+async fn stanzas_sent_during_an_outage_wait_and_go_out_when_it_ends() {
+    let mut s = setup().await;
+    let mut tally = Tally::default();
+    s.proxy.set_mode(Mode::Refuse);
+    s.proxy.cut();
+    s.phone
+        .expect("me/Work unavailable", |e| {
+            presence_of_work(e, Some("unavailable"))
+        })
+        .await;
+    send_batch(&s.phone, &mut tally, "w", 5).await;
+    s.proxy.set_mode(Mode::Pass);
+    s.phone
+        .expect("me/Work available again", |e| presence_of_work(e, None))
+        .await;
+    collect(&mut s, &mut tally, "w-end").await;
+    tally.assert_all_delivered_once_in_order();
+    assert_eq!(tally.delivered.len(), 5);
+    s.gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
+}
