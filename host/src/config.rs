@@ -55,6 +55,8 @@ struct RawComponent {
     local_domains: Option<Vec<String>>,
     #[serde(default)]
     admins: Vec<String>,
+    grace_secs: Option<u64>,
+    queue_limit: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -120,6 +122,11 @@ pub struct Config {
     pub local_domains: Vec<String>,
     /// Bare JIDs allowed to use admin commands.
     pub admins: Vec<BareJid>,
+    /// How long foreign sessions stay up while the link to the local
+    /// server is down.
+    pub link_grace: Duration,
+    /// Stanzas for the local server that may wait while its link is down.
+    pub link_queue_limit: usize,
     /// The SQLite database file.
     pub database: PathBuf,
     /// The policy module.
@@ -260,6 +267,8 @@ impl Config {
             secret: c.secret,
             local_domains,
             admins,
+            link_grace: Duration::from_secs(c.grace_secs.unwrap_or(60)),
+            link_queue_limit: c.queue_limit.unwrap_or(1024).max(1),
             database,
             policy,
             policy_watch: raw.policy.watch,
@@ -299,6 +308,8 @@ secret = "s3cret"
         assert_eq!(c.foreign_tls, ForeignTls::Required);
         assert_eq!(c.iq_timeout, Duration::from_secs(60));
         assert_eq!(c.max_concurrent_logins, 32);
+        assert_eq!(c.link_grace, Duration::from_secs(60));
+        assert_eq!(c.link_queue_limit, 1024);
         let zero = format!("{MINIMAL}\n[foreign]\nmax_concurrent_logins = 0");
         let c = Config::parse(&zero, Path::new(".")).expect("valid");
         assert_eq!(c.max_concurrent_logins, 1, "0 would stop every login");

@@ -104,7 +104,7 @@ pub async fn run(
     // First, so that SIGHUP never meets its default action (terminate).
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("failed to listen for SIGHUP")?;
-    let (to_local, outbound) = mpsc::channel(1024);
+    let (to_local, outbound) = mpsc::channel(config.link_queue_limit);
     let (events_tx, mut events) = mpsc::channel(1024);
     let link = LinkConfig {
         jid: config.jid.clone(),
@@ -167,7 +167,12 @@ pub async fn run(
         _ => None,
     };
 
-    let mut router = Router::new(services, env, config.local_domains.clone());
+    let mut router = Router::new(
+        services,
+        env,
+        config.local_domains.clone(),
+        config.link_grace,
+    );
     let mut ready = ready;
     let mut first_connect = true;
     let mut shutdown = shutdown;
@@ -185,6 +190,7 @@ pub async fn run(
                         let _ = r.send(());
                     }
                 }
+                Some(LinkEvent::Down) => router.link_down(),
                 Some(LinkEvent::Stanza(el)) => router.route(el).await,
                 None => break,
             },

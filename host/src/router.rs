@@ -16,6 +16,11 @@ pub struct Router {
     env: Arc<account::Env>,
     local_domains: Vec<String>,
     accounts: Accounts,
+    /// How long foreign sessions outlive a link outage.
+    grace: std::time::Duration,
+    /// Link outages so far, and whether the link is up.
+    outages: u64,
+    link_up: bool,
 }
 
 impl Router {
@@ -24,12 +29,16 @@ impl Router {
         services: Arc<Services>,
         env: Arc<account::Env>,
         local_domains: Vec<String>,
+        grace: std::time::Duration,
     ) -> Router {
         Router {
             services,
             env,
             local_domains,
             accounts: Accounts::new(),
+            grace,
+            outages: 0,
+            link_up: false,
         }
     }
 
@@ -41,6 +50,7 @@ impl Router {
     /// The link is up (first, or again): after a loss, account tasks
     /// re-check their controllers; then every registered user is probed.
     pub fn link_up(&mut self, again: bool) {
+        self.link_up = true;
         if again {
             self.accounts
                 .retain(|_, tx| tx.send(Input::LinkReset).is_ok());
@@ -48,9 +58,31 @@ impl Router {
         probe::probe_registered(&self.services);
     }
 
-    /// Handles what a finished registration says.
+    /// The link dropped: foreign sessions stay up for the grace period,
+    /// what they receive waiting for the link; after it, accounts let their
+    /// controllers go (and so their sessions), until the probes that follow
+    /// the link's return bring them back.
+    pub fn link_down(&mut self) {
+        self.link_up = false;
+        self.outages += 1;
+        let (outage, grace) = (self.outages, self.grace);
+        let control = self.services.control.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = control.send(Control::GraceOver(outage));
+        });
+    }
+
+    /// Handles what a finished registration or a timer says.
     pub async fn on_control(&mut self, control: Control) {
         match control {
+            Control::GraceOver(outage) => {
+                if !self.link_up && outage == self.outages {
+                    warn!(grace = ?self.grace, "the local server's link is still down; letting controllers go");
+                    self.accounts
+                        .retain(|_, tx| tx.send(Input::LinkLost).is_ok());
+                }
+            }
             Control::Registered(local) => {
                 self.stop_account(&local);
                 // XEP-0100 section 4.1.1: the gateway subscribes to the user.

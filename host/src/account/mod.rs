@@ -38,6 +38,9 @@ pub enum Input {
     /// The link to the local server came back: controllers must confirm
     /// they are still online (the start-up probe makes the server answer).
     LinkReset,
+    /// The link to the local server has been down for the grace period:
+    /// controllers are as good as gone.
+    LinkLost,
     /// Describe the account's controllers and sessions (ad-hoc commands).
     Status(tokio::sync::oneshot::Sender<String>),
     /// Close everything and stop.
@@ -145,6 +148,10 @@ impl Account {
                     Some(Input::LinkReset) => {
                         let reset = self.controllers.link_reset();
                         self.arm_after(CONFIRM_GRACE, Timer::Sweep(reset));
+                    }
+                    Some(Input::LinkLost) => {
+                        let reset = self.controllers.link_reset();
+                        self.sweep(reset).await;
                     }
                     Some(Input::Status(reply)) => {
                         let _ = reply.send(self.status());

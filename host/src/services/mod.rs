@@ -45,6 +45,9 @@ pub enum Control {
     Registered(BareJid),
     /// L removed its registration.
     Removed(BareJid),
+    /// The link to the local server has been down for the grace period
+    /// (which outage, counted by the router).
+    GraceOver(u64),
 }
 
 /// What T's services work with.

@@ -121,6 +121,8 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for VersionPatch<S>
 pub enum LinkEvent {
     /// The handshake succeeded (first time or after a reconnect).
     Connected,
+    /// The link dropped; it is being reconnected.
+    Down,
     /// A stanza from the local server, in `jabber:client`.
     Stanza(Element),
 }
@@ -278,6 +280,9 @@ pub async fn run(
                     }
                 }
             }
+        }
+        if events.send(LinkEvent::Down).await.is_err() {
+            return;
         }
         debug!("reconnecting component link");
     }

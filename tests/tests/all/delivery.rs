@@ -21,10 +21,24 @@ struct Setup {
     bob: Client,
 }
 
+/// Which link the fault proxy sits on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Between the gateway and the foreign server.
+    Foreign,
+    /// Between the gateway and the local server (the component link).
+    Component,
+}
+
 /// Prosody with a short hibernation, the gateway reaching foreign.test
 /// through a fault proxy, alice's phone controlling me/Work, and bob (a
 /// contact of me, connected directly) online.
 async fn setup() -> Setup {
+    setup_on(Cut::Foreign, "").await
+}
+
+/// Like [`setup`], with the proxy on `cut`, and `extra` gateway TOML.
+async fn setup_on(cut: Cut, extra: &str) -> Setup {
     init_tracing();
     let options = Options {
         hibernation_secs: HIBERNATION_SECS,
@@ -36,13 +50,20 @@ async fn setup() -> Setup {
     )
     .await
     .expect("prosody starts");
-    let upstream = format!("127.0.0.1:{}", prosody.c2s)
-        .parse()
-        .expect("an address");
+    let port = match cut {
+        Cut::Foreign => prosody.c2s,
+        Cut::Component => prosody.component,
+    };
+    let upstream = format!("127.0.0.1:{port}").parse().expect("an address");
     let proxy = FaultProxy::start(upstream).await.expect("proxy starts");
     let db = prosody.dir.path().join("pizzja.sqlite3");
-    let mut config = prosody.gateway_config(&db, "");
-    config.foreign_hosts.insert(FOREIGN.into(), proxy.addr);
+    let mut config = prosody.gateway_config(&db, extra);
+    match cut {
+        Cut::Foreign => {
+            config.foreign_hosts.insert(FOREIGN.into(), proxy.addr);
+        }
+        Cut::Component => config.server = proxy.addr.to_string(),
+    }
     let gateway = Gateway::start(config).await.expect("gateway starts");
     let mut phone = Client::connect(&prosody, "alice", LOCAL, "Work/phone")
         .await
@@ -263,6 +284,137 @@ async fn stanzas_sent_during_an_outage_wait_and_go_out_when_it_ends() {
     collect(&mut s, &mut tally, "w-end").await;
     tally.assert_all_delivered_once_in_order();
     assert_eq!(tally.delivered.len(), 5);
+    s.gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
+}
+
+/// Waits until the proxy has refused `n` more connections: the gateway is
+/// trying to reconnect, so the link is down.
+async fn refused_attempts(proxy: &FaultProxy, n: u64) {
+    let target = proxy.accepted() + n;
+    let deadline = tokio::time::Instant::now() + WAIT * 2;
+    while proxy.accepted() < target {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway did not try to reconnect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Bob writes `n` messages to me/Work and knows the server has routed them
+/// (its ping's answer comes after them).
+async fn bob_writes(bob: &mut Client, prefix: &str, n: usize) -> Vec<String> {
+    let mut sent = Vec::new();
+    for i in 0..n {
+        let id = format!("{prefix}-{i}");
+        bob.send(&format!(
+            "<message type='chat' to='me@foreign.test/Work' id='{id}'><body>{id}</body></message>"
+        ))
+        .await;
+        sent.push(id);
+    }
+    let ping = format!("{prefix}-ping");
+    bob.send(&format!(
+        "<iq type='get' id='{ping}' to='{FOREIGN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ))
+    .await;
+    bob.expect("the server's answer", |e| {
+        e.attr("id") == Some(ping.as_str())
+    })
+    .await;
+    sent
+}
+
+#[tokio::test]
+async fn while_the_component_link_is_down_sessions_stay_and_what_they_receive_waits() {
+    let mut s = setup_on(Cut::Component, "").await;
+    s.proxy.set_mode(Mode::Refuse);
+    s.proxy.cut();
+    refused_attempts(&s.proxy, 1).await;
+    let sent = bob_writes(&mut s.bob, "c", 10).await;
+    // Received by the session while the link is down, then waiting for it.
+    refused_attempts(&s.proxy, 1).await;
+    s.proxy.set_mode(Mode::Pass);
+    let from = gw_jid("bob@foreign.test/pc");
+    let mut arrived = Vec::new();
+    while arrived.len() < sent.len() {
+        let m = s
+            .phone
+            .expect("bob's messages", |e| {
+                e.name() == "message" && e.attr("from") == Some(from.as_str())
+            })
+            .await;
+        arrived.push(body(&m).unwrap_or_default());
+    }
+    assert_eq!(arrived, sent, "each once, in order");
+    // And me/Work never went away for bob.
+    let marker = "c-after";
+    s.phone
+        .send(&format!(
+            "<message type='chat' to='{from}' id='{marker}'><body>{marker}</body></message>"
+        ))
+        .await;
+    s.bob
+        .expect("the phone's message after the outage", |e| {
+            body(e).as_deref() == Some(marker)
+        })
+        .await;
+    assert!(
+        !s.bob.inbox().any(|e| e.name() == "presence"
+            && e.attr("from") == Some("me@foreign.test/Work")
+            && e.attr("type") == Some("unavailable")),
+        "the foreign session stayed up"
+    );
+    s.gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
+}
+
+#[tokio::test]
+async fn past_the_grace_period_sessions_close_and_come_back_with_the_link() {
+    let mut s = setup_on(Cut::Component, "").await;
+    // The setup's gateway has the default grace; this one a second.
+    s.gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
+    let prosody = &s._prosody;
+    let db = prosody.dir.path().join("pizzja.sqlite3");
+    let mut config = prosody.gateway_config(&db, "");
+    config.server = s.proxy.addr.to_string();
+    config.link_grace = std::time::Duration::from_secs(1);
+    s.gateway = Some(Gateway::start(config).await.expect("gateway starts"));
+    let online = |e: &minidom::Element| {
+        e.name() == "presence"
+            && e.attr("from") == Some("me@foreign.test/Work")
+            && e.attr("type").is_none()
+    };
+    s.bob.expect("me/Work back after the restart", online).await;
+    // The first gateway's stop took me/Work offline once already.
+    s.bob.clear();
+    s.proxy.set_mode(Mode::Refuse);
+    s.proxy.cut();
+    s.bob
+        .expect("me/Work closed after the grace period", |e| {
+            e.name() == "presence"
+                && e.attr("from") == Some("me@foreign.test/Work")
+                && e.attr("type") == Some("unavailable")
+        })
+        .await;
+    s.proxy.set_mode(Mode::Pass);
+    s.bob
+        .expect("me/Work again once the link is back", online)
+        .await;
     s.gateway
         .take()
         .expect("running")
