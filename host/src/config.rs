@@ -44,6 +44,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawRuntime {
     threads: Option<usize>,
+    account_queue: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +160,8 @@ pub struct Config {
     /// Threads running the gateway's tasks (sessions, accounts, policy
     /// calls); 0 means one per CPU.
     pub threads: usize,
+    /// Stanzas from the local server that may wait for one account's task.
+    pub account_queue: usize,
 }
 
 impl Config {
@@ -284,6 +287,7 @@ impl Config {
             queue_limit: f.queue_limit.unwrap_or(256),
             max_concurrent_logins: f.max_concurrent_logins.unwrap_or(32).max(1),
             threads: raw.runtime.threads.unwrap_or(1),
+            account_queue: raw.runtime.account_queue.unwrap_or(256).max(1),
         })
     }
 }
@@ -310,6 +314,7 @@ secret = "s3cret"
         assert_eq!(c.max_concurrent_logins, 32);
         assert_eq!(c.link_grace, Duration::from_secs(60));
         assert_eq!(c.link_queue_limit, 1024);
+        assert_eq!(c.account_queue, 256);
         let zero = format!("{MINIMAL}\n[foreign]\nmax_concurrent_logins = 0");
         let c = Config::parse(&zero, Path::new(".")).expect("valid");
         assert_eq!(c.max_concurrent_logins, 1, "0 would stop every login");

@@ -132,6 +132,7 @@ pub async fn run(
         scram: Arc::default(),
     };
     let probes = Arc::new(account::controllers::ProbeWindow::default());
+    let overload = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let env = Arc::new(account::Env {
         gateway: config.jid.clone(),
         engine: engine.clone(),
@@ -141,6 +142,8 @@ pub async fn run(
         probes: probes.clone(),
         storage: storage.clone(),
         keep_salted: keep_salted_tx,
+        queue: config.account_queue,
+        overload: overload.clone(),
     });
     let (control_tx, mut control) = mpsc::unbounded_channel();
     let services = Arc::new(services::Services {
@@ -154,6 +157,7 @@ pub async fn run(
         engine: engine.clone(),
         probes,
         login_timeout: config.login_timeout,
+        overload,
     });
     let target = policy::reload::Target {
         engine,

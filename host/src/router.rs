@@ -52,8 +52,7 @@ impl Router {
     pub fn link_up(&mut self, again: bool) {
         self.link_up = true;
         if again {
-            self.accounts
-                .retain(|_, tx| tx.send(Input::LinkReset).is_ok());
+            self.accounts.retain(|_, tx| tx.tell(Input::LinkReset));
         }
         probe::probe_registered(&self.services);
     }
@@ -79,8 +78,7 @@ impl Router {
             Control::GraceOver(outage) => {
                 if !self.link_up && outage == self.outages {
                     warn!(grace = ?self.grace, "the local server's link is still down; letting controllers go");
-                    self.accounts
-                        .retain(|_, tx| tx.send(Input::LinkLost).is_ok());
+                    self.accounts.retain(|_, tx| tx.tell(Input::LinkLost));
                 }
             }
             Control::Registered(local) => {
@@ -103,14 +101,14 @@ impl Router {
 
     fn stop_account(&mut self, local: &BareJid) {
         if let Some(tx) = self.accounts.remove(local) {
-            let _ = tx.send(Input::Shutdown);
+            tx.tell(Input::Shutdown);
         }
     }
 
     /// Stops every account task (shutdown).
     pub fn stop_all(&mut self) {
         for (_, tx) in self.accounts.drain() {
-            let _ = tx.send(Input::Shutdown);
+            tx.tell(Input::Shutdown);
         }
     }
 
@@ -205,9 +203,21 @@ impl Router {
                 return;
             }
         };
-        if tx.send(Input::Local(el)).is_err() {
-            // The task ended on its own (it never should); start afresh next time.
-            self.accounts.remove(&local);
+        match tx.stanza(el) {
+            Ok(()) => {}
+            Err(account::NotQueued::Full(el)) => {
+                if let Some(total) = account::count_overload(&self.services.overload) {
+                    warn!(%local, total, "an account's queue is full; refusing stanzas");
+                }
+                let text = "the gateway is busy with this account's stanzas; send it again later";
+                self.services
+                    .reply_error(&el, "wait", "resource-constraint", text)
+                    .await;
+            }
+            Err(account::NotQueued::Gone(_)) => {
+                // The task ended on its own (it never should); start afresh next time.
+                self.accounts.remove(&local);
+            }
         }
     }
 

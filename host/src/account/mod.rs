@@ -30,11 +30,9 @@ use tracing::{debug, error, info, trace, warn};
 
 pub use controllers::HELD_LIMIT;
 
-/// What the router hands an account.
+/// What the router tells an account besides its stanzas.
 #[derive(Debug)]
 pub enum Input {
-    /// A stanza from one of the account's resources, addressed under T.
-    Local(Element),
     /// The link to the local server came back: controllers must confirm
     /// they are still online (the start-up probe makes the server answer).
     LinkReset,
@@ -47,8 +45,51 @@ pub enum Input {
     Shutdown,
 }
 
-/// How the router reaches an account's task.
-pub type Handle = mpsc::UnboundedSender<Input>;
+/// How the router reaches an account's task: its stanzas through a
+/// bounded queue, so that one account's flood cannot hold up the router
+/// (and every other account); what else it says beside them.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    stanzas: mpsc::Sender<Element>,
+    control: mpsc::UnboundedSender<Input>,
+}
+
+/// Why a stanza was not handed to an account's task.
+#[derive(Debug)]
+pub enum NotQueued {
+    /// Its queue is full: the account is sending faster than it is served.
+    Full(Element),
+    /// The task has ended.
+    Gone(Element),
+}
+
+impl Handle {
+    /// Tells the task `input`; false when the task has ended.
+    pub fn tell(&self, input: Input) -> bool {
+        self.control.send(input).is_ok()
+    }
+
+    /// Queues a stanza from one of the account's resources, addressed
+    /// under T, without waiting.
+    pub fn stanza(&self, el: Element) -> Result<(), NotQueued> {
+        self.stanzas.try_send(el).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(el) => NotQueued::Full(el),
+            mpsc::error::TrySendError::Closed(el) => NotQueued::Gone(el),
+        })
+    }
+
+    /// Whether the task has ended.
+    pub fn is_closed(&self) -> bool {
+        self.control.is_closed()
+    }
+}
+
+/// Counts one stanza refused for overload; says whether to log it (the
+/// first, and every hundredth after: a flood must not flood the log too).
+pub fn count_overload(counter: &std::sync::atomic::AtomicU64) -> Option<u64> {
+    let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    (n == 1 || n.is_multiple_of(100)).then_some(n)
+}
 
 /// What every account task needs from the gateway.
 pub struct Env {
@@ -68,6 +109,10 @@ pub struct Env {
     pub storage: Arc<Storage>,
     /// Salted passwords for the database writer.
     pub keep_salted: mpsc::UnboundedSender<KeptSalted>,
+    /// Stanzas of one account that may wait for its task.
+    pub queue: usize,
+    /// Stanzas refused because a queue was full, gateway-wide.
+    pub overload: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Timers the task arms for itself.
@@ -115,7 +160,8 @@ fn now_ms() -> u64 {
 
 /// Starts the task of `reg`'s account.
 pub fn spawn(reg: Registration, env: Arc<Env>) -> Handle {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (stanzas, stanzas_rx) = mpsc::channel(env.queue);
+    let (control, rx) = mpsc::unbounded_channel();
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
     let (timers_tx, timers_rx) = mpsc::unbounded_channel();
     let account = Account {
@@ -129,22 +175,25 @@ pub fn spawn(reg: Registration, env: Arc<Env>) -> Handle {
         timers_tx,
         salted: None,
     };
-    tokio::spawn(account.run(rx, reports_rx, timers_rx));
-    tx
+    tokio::spawn(account.run(rx, stanzas_rx, reports_rx, timers_rx));
+    Handle { stanzas, control }
 }
 
 impl Account {
     async fn run(
         mut self,
         mut inputs: mpsc::UnboundedReceiver<Input>,
+        mut stanzas: mpsc::Receiver<Element>,
         mut reports: mpsc::UnboundedReceiver<(Tag, Report)>,
         mut timers: mpsc::UnboundedReceiver<Timer>,
     ) {
         debug!(local = %self.reg.local, "account task started");
         loop {
             tokio::select! {
+                // What the router said before a stanza is taken before it
+                // (a link reset before the probe answers that follow it).
+                biased;
                 input = inputs.recv() => match input {
-                    Some(Input::Local(el)) => self.on_local_input(el).await,
                     Some(Input::LinkReset) => {
                         let reset = self.controllers.link_reset();
                         self.arm_after(CONFIRM_GRACE, Timer::Sweep(reset));
@@ -158,6 +207,7 @@ impl Account {
                     },
                     Some(Input::Shutdown) | None => break,
                 },
+                Some(el) = stanzas.recv() => self.on_local_input(el).await,
                 Some((tag, report)) = reports.recv() => self.on_report(tag, report).await,
                 Some(timer) = timers.recv() => self.on_timer(timer).await,
             }

@@ -49,7 +49,7 @@ pub enum Side {
 }
 
 /// The event being decided, with the stanza the policy may forward.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Current {
     /// The stanza, if the event has one.
     pub stanza: Option<Element>,

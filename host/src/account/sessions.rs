@@ -65,7 +65,14 @@ impl Account {
                 self.decide_internal(change(wit::SessionState::Failed, Some(why)))
                     .await;
             }
-            Report::Rejected(out, condition, why) => self.bounce(vec![out], condition, &why).await,
+            Report::Rejected(out, condition, why) => {
+                if condition == "resource-constraint"
+                    && let Some(total) = super::count_overload(&self.env.overload)
+                {
+                    warn!(local = %self.reg.local, %session, total, "foreign session's queue is full; refusing stanzas");
+                }
+                self.bounce(vec![out], condition, &why).await
+            }
             Report::Closed => {
                 self.sessions.remove(&session);
             }
@@ -184,6 +191,9 @@ impl Account {
     /// such session.
     pub(super) async fn send_session(&self, session: &str, out: Outgoing) {
         match self.sessions.get(session) {
+            // The session task never waits on its stream and bounds what
+            // waits for it itself (answering resource-constraint past the
+            // bound), so this waits only for it to take the command.
             Some(s) => {
                 if s.tx.send(Command::Send(Box::new(out))).await.is_err() {
                     debug!(

@@ -148,7 +148,7 @@ async fn status_of(accounts: Vec<(BareJid, Handle)>) -> String {
     let mut lines = Vec::new();
     for (local, tx) in accounts {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if tx.send(Input::Status(reply)).is_ok()
+        if tx.tell(Input::Status(reply))
             && let Ok(status) = answer.await
         {
             lines.push(status);
@@ -170,10 +170,11 @@ fn stats(services: &Services, accounts_running: usize) -> String {
     let registered = services.storage.count().unwrap_or(0);
     let (derived, reused) = services.dialer.scram.read();
     format!(
-        "registered: {registered}\naccounts-running: {accounts_running}\nlogins-in-flight: {}\nscram-keys-derived: {derived}\nscram-keys-reused: {reused}\npolicy-decisions: {}\npolicy-cpu-us: {}",
+        "registered: {registered}\naccounts-running: {accounts_running}\nlogins-in-flight: {}\nscram-keys-derived: {derived}\nscram-keys-reused: {reused}\npolicy-decisions: {}\npolicy-cpu-us: {}\noverload-refused: {}",
         services.dialer.logins_in_flight(),
         policy.decisions,
         policy.cpu_ns / 1000,
+        services.overload.load(std::sync::atomic::Ordering::Relaxed),
     )
 }
 

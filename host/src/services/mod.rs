@@ -72,6 +72,8 @@ pub struct Services {
     pub probes: Arc<ProbeWindow>,
     /// Deadline of the registration's login check.
     pub login_timeout: std::time::Duration,
+    /// Stanzas refused because a queue was full, gateway-wide.
+    pub overload: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The account tasks running, by local account.

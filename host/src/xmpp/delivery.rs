@@ -9,6 +9,11 @@
 //! after a rebind sends again, in order, what was lost: first F/A's last
 //! broadcast presence (the new session has none), then the lost stanzas,
 //! then what waited meanwhile.
+//!
+//! Stanzas wait in the session's own outbox, bounded, and are handed to the
+//! stream only while it is up and has room: a session that waited on a
+//! full stream would stop reading the stream's events, and the stream
+//! would wait for it to read them.
 
 use super::foreign::Outgoing;
 use futures::FutureExt;
@@ -35,6 +40,8 @@ pub trait Tracked {
     /// Its outcome now; `sm` says whether it went out on a stream with
     /// XEP-0198.
     fn outcome(&mut self, sm: bool) -> Outcome;
+    /// Whether it is still in the stream's queue, not written yet.
+    fn queued(&self) -> bool;
 }
 
 impl Tracked for StanzaToken {
@@ -54,6 +61,10 @@ impl Tracked for StanzaToken {
             },
         }
     }
+
+    fn queued(&self) -> bool {
+        matches!(self.state(), StanzaState::Queued)
+    }
 }
 
 struct InFlight<T> {
@@ -65,6 +76,7 @@ struct InFlight<T> {
 /// One session's stanzas in flight and waiting.
 pub struct Delivery<T> {
     inflight: VecDeque<InFlight<T>>,
+    /// Waiting to be handed to the stream, in order.
     waiting: VecDeque<Outgoing>,
     last_presence: Option<Element>,
     limit: usize,
@@ -88,6 +100,25 @@ impl<T: Tracked> Delivery<T> {
         }
     }
 
+    /// The next stanza to hand to the stream, if any.
+    pub fn take_next(&mut self) -> Option<Outgoing> {
+        self.waiting.pop_front()
+    }
+
+    /// Handed to the stream and not written yet: while this many are
+    /// there, its queue has this much less room.
+    pub fn queued(&self) -> usize {
+        self.inflight.iter().filter(|f| f.token.queued()).count()
+    }
+
+    /// The oldest stanza still in the stream's queue, to wait on.
+    pub fn oldest_queued(&self) -> Option<&T> {
+        self.inflight
+            .iter()
+            .find(|f| f.token.queued())
+            .map(|f| &f.token)
+    }
+
     /// `out` was handed to the stream, on a stream with XEP-0198 or not.
     pub fn sent(&mut self, out: Outgoing, token: T, sm: bool) {
         if is_broadcast_presence(&out.stanza) {
@@ -96,7 +127,8 @@ impl<T: Tracked> Delivery<T> {
         self.inflight.push_back(InFlight { out, token, sm });
     }
 
-    /// Keeps `out` until the stream is back; over the limit it comes back.
+    /// Keeps `out` until the stream can take it; over the limit it comes
+    /// back.
     pub fn wait(&mut self, out: Outgoing) -> Result<(), Box<Outgoing>> {
         if self.waiting.len() >= self.limit {
             return Err(Box::new(out));
@@ -131,11 +163,12 @@ impl<T: Tracked> Delivery<T> {
         failed
     }
 
-    /// The stream came back without its state (resumption failed): what to
-    /// send now, in order: F/A's last broadcast presence, the stanzas the
-    /// server never had, what waited. Also what failed, for its sender.
-    /// Stanzas still queued in the stream go out by themselves.
-    pub fn rebound(&mut self) -> (Vec<Outgoing>, Vec<(Outgoing, String)>) {
+    /// The stream came back without its state (resumption failed): puts
+    /// first in line, in order, F/A's last broadcast presence and the
+    /// stanzas the server never had, before what waited; returns how many,
+    /// and what failed, for its sender. Stanzas still queued in the stream
+    /// go out by themselves.
+    pub fn rebound(&mut self) -> (usize, Vec<(Outgoing, String)>) {
         let failed = self.settle();
         let mut again = Vec::new();
         if let Some(p) = &self.last_presence {
@@ -152,23 +185,23 @@ impl<T: Tracked> Delivery<T> {
             }
         }
         self.inflight = kept;
-        again.extend(self.waiting.drain(..));
-        (again, failed)
+        let n = again.len();
+        for out in again.into_iter().rev() {
+            self.waiting.push_front(out);
+        }
+        (n, failed)
     }
 
-    /// The stream is back with its state (resumed): what waited, and F/A's
-    /// last broadcast presence first when `announce` (controllers were told
-    /// it had gone).
-    pub fn resumed(&mut self, announce: bool) -> Vec<Outgoing> {
-        let mut out = Vec::new();
+    /// The stream is back with its state (resumed): when `announce`
+    /// (controllers were told it had gone), F/A's last broadcast presence
+    /// goes first in line, so that they see it come back.
+    pub fn resumed(&mut self, announce: bool) {
         if announce && let Some(p) = &self.last_presence {
-            out.push(Outgoing {
+            self.waiting.push_front(Outgoing {
                 stanza: p.clone(),
                 origin: None,
             });
         }
-        out.extend(self.waiting.drain(..));
-        out
     }
 
     /// Everything not known to have reached the server, for the session's
@@ -206,6 +239,13 @@ mod tests {
         fn outcome(&mut self, _sm: bool) -> Outcome {
             self.0.borrow().clone()
         }
+        fn queued(&self) -> bool {
+            false
+        }
+    }
+
+    fn drain(d: &mut Delivery<Fake>) -> Vec<Outgoing> {
+        std::iter::from_fn(|| d.take_next()).collect()
     }
 
     fn out(xml: &str) -> Outgoing {
@@ -244,8 +284,10 @@ mod tests {
             t.set(Outcome::Lost);
         }
         d.wait(message(5)).expect("room");
-        let (again, failed) = d.rebound();
+        let (n, failed) = d.rebound();
         assert!(failed.is_empty());
+        assert_eq!(n, 4);
+        let again = drain(&mut d);
         assert_eq!(ids(&again), ["p", "m2", "m3", "m4", "m5"]);
         assert!(
             again[0].origin.is_none(),
@@ -254,8 +296,8 @@ mod tests {
         assert_eq!(d.in_flight(), 0);
         assert_eq!(d.waiting(), 0);
         // Nothing is sent twice by a second rebind: only the presence again.
-        let (again, _) = d.rebound();
-        assert_eq!(ids(&again), ["p"]);
+        d.rebound();
+        assert_eq!(ids(&drain(&mut d)), ["p"]);
     }
 
     #[test]
@@ -265,8 +307,8 @@ mod tests {
         d.sent(message(1), lost.clone(), true);
         d.sent(message(2), queued.clone(), true);
         lost.set(Outcome::Lost);
-        let (again, _) = d.rebound();
-        assert_eq!(ids(&again), ["m1"]);
+        d.rebound();
+        assert_eq!(ids(&drain(&mut d)), ["m1"]);
         assert_eq!(d.in_flight(), 1, "m2 is still the stream's");
         queued.set(Outcome::Delivered);
         assert!(d.settle().is_empty());
@@ -314,8 +356,10 @@ mod tests {
             t.clone(),
             true,
         );
-        assert_eq!(ids(&d.resumed(true)), ["p1"]);
-        assert!(d.resumed(false).is_empty());
+        d.resumed(false);
+        assert!(drain(&mut d).is_empty());
+        d.resumed(true);
+        assert_eq!(ids(&drain(&mut d)), ["p1"]);
     }
 
     #[test]

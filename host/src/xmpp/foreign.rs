@@ -14,7 +14,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::{FullJid, Jid};
-use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StanzaToken, StreamEvent};
+use tokio_xmpp::stanzastream::{
+    Connection, Event, StanzaStage, StanzaStream, StanzaToken, StreamEvent,
+};
 use tokio_xmpp::xmlstream::Timeouts;
 use tracing::{debug, info, warn};
 
@@ -291,22 +293,28 @@ async fn run(
     let mut online = Online {
         stream,
         delivery: Delivery::new(params.queue_limit),
+        depth: params.queue_limit.max(1),
         sm,
         up: true,
         gap: None,
         told: false,
     };
     for out in waiting {
-        online.send(out, &report).await;
+        online.queue(out, &report);
     }
+    online.flush(&report).await;
     online.serve(&jid, commands, fail_rx, handed, &report).await;
 }
 
-/// A session once bound: its stream, what is in flight on it, and what is
-/// known of the current gap, if the stream is down.
+/// A session once bound: its stream, what is in flight on it and what
+/// waits for it, and what is known of the current gap, if the stream is
+/// down.
 struct Online {
     stream: StanzaStream,
     delivery: Delivery<StanzaToken>,
+    /// The depth of the stream's own queue: never more of ours in it, so
+    /// that handing it a stanza never waits.
+    depth: usize,
     /// Whether the current stream has XEP-0198.
     sm: bool,
     /// Whether the stream is usable; while not, stanzas wait.
@@ -317,19 +325,45 @@ struct Online {
     told: bool,
 }
 
+/// Resolves once the stanza behind `token` has left the stream's queue;
+/// never without one.
+async fn written(token: Option<StanzaToken>) {
+    match token {
+        Some(mut t) => {
+            t.wait_for(StanzaStage::Sent).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 impl Online {
-    /// Hands `out` to the stream, tracked until the server has it.
-    async fn send(&mut self, out: Outgoing, report: &impl Fn(Report)) {
-        match Stanza::try_from(out.stanza.clone()) {
-            Ok(stanza) => {
-                let token = self.stream.send(Box::new(stanza)).await;
-                self.delivery.sent(out, token, self.sm);
+    /// Puts `out` in line; past the bound its sender gets
+    /// `resource-constraint`.
+    fn queue(&mut self, out: Outgoing, report: &impl Fn(Report)) {
+        if let Err(out) = self.delivery.wait(out) {
+            let why = "too many stanzas waiting for the foreign session";
+            report(Report::Rejected(*out, "resource-constraint", why.into()));
+        }
+    }
+
+    /// Hands what waits to the stream while it is up and has room; each
+    /// stanza stays tracked until the server has it.
+    async fn flush(&mut self, report: &impl Fn(Report)) {
+        while self.up && self.delivery.queued() < self.depth {
+            let Some(out) = self.delivery.take_next() else {
+                break;
+            };
+            match Stanza::try_from(out.stanza.clone()) {
+                Ok(stanza) => {
+                    let token = self.stream.send(Box::new(stanza)).await;
+                    self.delivery.sent(out, token, self.sm);
+                }
+                Err(e) => report(Report::Rejected(
+                    out,
+                    "bad-request",
+                    format!("not a valid stanza: {e}"),
+                )),
             }
-            Err(e) => report(Report::Rejected(
-                out,
-                "bad-request",
-                format!("not a valid stanza: {e}"),
-            )),
         }
     }
 
@@ -360,6 +394,12 @@ impl Online {
         let mut settle = tokio::time::interval(Duration::from_millis(500));
         settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // With stanzas waiting for room in the stream, wake up when it
+            // has written the oldest of ours.
+            let room = match self.delivery.waiting() {
+                0 => None,
+                _ => self.delivery.oldest_queued().cloned(),
+            };
             tokio::select! {
                 ev = self.stream.next() => match ev {
                     Some(Event::Stanza(s)) => report(Report::Stanza(Element::from(s))),
@@ -371,12 +411,9 @@ impl Online {
                         let why = format!("{gap}; the session could not be resumed");
                         self.tell(why.clone(), report);
                         self.told = false;
-                        let (again, failed) = self.delivery.rebound();
+                        let (resent, failed) = self.delivery.rebound();
                         Self::bounce(failed, report);
-                        info!(%jid, resent = again.len(), "foreign session bound again");
-                        for out in again {
-                            self.send(out, report).await;
-                        }
+                        info!(%jid, resent, "foreign session bound again");
                         report(Report::Back(format!("bound again ({why})")));
                     }
                     Some(Event::Stream(StreamEvent::Suspended)) => {
@@ -389,9 +426,7 @@ impl Online {
                         self.up = true;
                         let announced = std::mem::take(&mut self.told);
                         let gap = self.gap.take();
-                        for out in self.delivery.resumed(announced) {
-                            self.send(out, report).await;
-                        }
+                        self.delivery.resumed(announced);
                         if announced {
                             let gap = gap.unwrap_or_default();
                             report(Report::Back(format!("resumed ({gap})")));
@@ -412,31 +447,25 @@ impl Online {
                     self.tell(f.to_string(), report);
                 },
                 cmd = commands.recv() => match cmd {
-                    Some(Command::Send(out)) if self.up => self.send(*out, report).await,
-                    Some(Command::Send(out)) => {
-                        if let Err(out) = self.delivery.wait(*out) {
-                            let why = "too many stanzas waiting for the foreign session to come back";
-                            report(Report::Rejected(*out, "resource-constraint", why.into()));
-                        }
-                    }
+                    Some(Command::Send(out)) => self.queue(*out, report),
                     Some(Command::Close) | None => {
                         drop(fail_rx);
                         self.stream.close().await;
                         info!(%jid, "foreign session closed");
-                        // A clean close sends what was queued; what waited for
-                        // a stream that never came back was never sent.
+                        // A clean close writes what the stream had; what
+                        // still waited for it was never sent.
                         let why = "the foreign session was closed before it could send this";
-                        if !self.up {
-                            for out in self.delivery.unsent() {
-                                report(Report::Rejected(out, "service-unavailable", why.into()));
-                            }
+                        while let Some(out) = self.delivery.take_next() {
+                            report(Report::Rejected(out, "service-unavailable", why.into()));
                         }
                         report(Report::Closed);
                         return;
                     }
                 },
+                _ = written(room) => {}
                 _ = settle.tick() => Self::bounce(self.delivery.settle(), report),
             }
+            self.flush(report).await;
         }
     }
 }

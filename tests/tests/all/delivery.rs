@@ -34,11 +34,12 @@ enum Cut {
 /// through a fault proxy, alice's phone controlling me/Work, and bob (a
 /// contact of me, connected directly) online.
 async fn setup() -> Setup {
-    setup_on(Cut::Foreign, "").await
+    setup_on(Cut::Foreign, |_| {}).await
 }
 
-/// Like [`setup`], with the proxy on `cut`, and `extra` gateway TOML.
-async fn setup_on(cut: Cut, extra: &str) -> Setup {
+/// Like [`setup`], with the proxy on `cut`, the gateway's configuration
+/// adjusted by `adjust`.
+async fn setup_on(cut: Cut, adjust: impl FnOnce(&mut pizzja_host::config::Config)) -> Setup {
     init_tracing();
     let options = Options {
         hibernation_secs: HIBERNATION_SECS,
@@ -57,7 +58,8 @@ async fn setup_on(cut: Cut, extra: &str) -> Setup {
     let upstream = format!("127.0.0.1:{port}").parse().expect("an address");
     let proxy = FaultProxy::start(upstream).await.expect("proxy starts");
     let db = prosody.dir.path().join("pizzja.sqlite3");
-    let mut config = prosody.gateway_config(&db, extra);
+    let mut config = prosody.gateway_config(&db, "");
+    adjust(&mut config);
     match cut {
         Cut::Foreign => {
             config.foreign_hosts.insert(FOREIGN.into(), proxy.addr);
@@ -332,7 +334,7 @@ async fn bob_writes(bob: &mut Client, prefix: &str, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn while_the_component_link_is_down_sessions_stay_and_what_they_receive_waits() {
-    let mut s = setup_on(Cut::Component, "").await;
+    let mut s = setup_on(Cut::Component, |_| {}).await;
     s.proxy.set_mode(Mode::Refuse);
     s.proxy.cut();
     refused_attempts(&s.proxy, 1).await;
@@ -380,7 +382,7 @@ async fn while_the_component_link_is_down_sessions_stay_and_what_they_receive_wa
 
 #[tokio::test]
 async fn past_the_grace_period_sessions_close_and_come_back_with_the_link() {
-    let mut s = setup_on(Cut::Component, "").await;
+    let mut s = setup_on(Cut::Component, |_| {}).await;
     // The setup's gateway has the default grace; this one a second.
     s.gateway
         .take()
@@ -421,4 +423,98 @@ async fn past_the_grace_period_sessions_close_and_come_back_with_the_link() {
         .stop()
         .await
         .expect("stops");
+}
+
+#[tokio::test]
+async fn past_the_bound_stanzas_waiting_for_a_session_are_refused_with_resource_constraint() {
+    let mut s = setup_on(Cut::Foreign, |c| c.queue_limit = 4).await;
+    let mut tally = Tally::default();
+    s.proxy.set_mode(Mode::Refuse);
+    s.proxy.cut();
+    s.phone
+        .expect("me/Work unavailable", |e| {
+            presence_of_work(e, Some("unavailable"))
+        })
+        .await;
+    send_batch(&s.phone, &mut tally, "q", 10).await;
+    for i in 4..10 {
+        let id = format!("q-{i}");
+        s.phone.expect_error(&id, "resource-constraint").await;
+        tally.errored.push(id);
+    }
+    s.proxy.set_mode(Mode::Pass);
+    s.phone
+        .expect("me/Work available again", |e| presence_of_work(e, None))
+        .await;
+    collect(&mut s, &mut tally, "q-end").await;
+    tally.assert_nothing_lost_or_doubled();
+    assert_eq!(
+        tally.arrived,
+        ["q-0", "q-1", "q-2", "q-3"],
+        "the four that waited, in order"
+    );
+    s.gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
+}
+
+#[tokio::test]
+async fn a_burst_past_an_account_s_queue_is_answered_and_counted_not_lost() {
+    use pizzja_host::config::PolicySource;
+    // A policy that can be made slow on purpose, and a queue of one: while
+    // one decision runs to its deadline, the rest of the burst arrives.
+    let mut world = crate::World::with(|c| {
+        c.policy = PolicySource::File(pizzja_host::testing::policy_path(
+            "pizzja_policy_test_hostile",
+        ));
+        c.account_queue = 1;
+    })
+    .await;
+    let mut bob = world.bob().await;
+    let to = gw_jid("bob@foreign.test/pc");
+    world
+        .phone
+        .send(&format!(
+            "<message type='chat' to='{to}' id='slow'><body>loop</body></message>"
+        ))
+        .await;
+    let mut tally = Tally::default();
+    send_batch(&world.phone, &mut tally, "b", 20).await;
+    world
+        .phone
+        .expect_error("slow", "internal-server-error")
+        .await;
+    // Every message ends at bob or as resource-constraint at the phone.
+    let mut settled = 0;
+    while settled < 20 {
+        let e = tokio::select! {
+            m = bob.expect("a message", |e| e.name() == "message") => m,
+            e = world.phone.expect("an error", |e| e.attr("type") == Some("error")) => e,
+        };
+        let id = e.attr("id").unwrap_or_default().to_string();
+        if e.attr("type") == Some("error") {
+            assert_eq!(error_condition(&e).as_deref(), Some("resource-constraint"));
+            tally.errored.push(id);
+        } else {
+            let body = body(&e).unwrap_or_default();
+            *tally.delivered.entry(body.clone()).or_default() += 1;
+            tally.arrived.push(body);
+        }
+        settled += 1;
+    }
+    tally.assert_nothing_lost_or_doubled();
+    assert!(!tally.errored.is_empty(), "the burst overflowed the queue");
+    // The admin's counters say so.
+    let mut admin = world.client("admin", LOCAL, "console").await;
+    admin.go_online().await;
+    let answer = execute_command(&mut admin, "st", "stats").await;
+    let (_, note) = command_note(&answer).expect("a note");
+    assert_eq!(
+        stats_counter(&note, "overload-refused"),
+        Some(tally.errored.len() as u64),
+        "{note}"
+    );
 }
