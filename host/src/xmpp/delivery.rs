@@ -63,7 +63,13 @@ impl Tracked for StanzaToken {
     }
 
     fn queued(&self) -> bool {
+        // A token whose stream dropped it unsent is not waiting any more.
         matches!(self.state(), StanzaState::Queued)
+            && self
+                .clone()
+                .wait_for(StanzaStage::Sent)
+                .now_or_never()
+                .is_none()
     }
 }
 
@@ -106,17 +112,36 @@ impl<T: Tracked> Delivery<T> {
     }
 
     /// Handed to the stream and not written yet: while this many are
-    /// there, its queue has this much less room.
+    /// there, its queue has this much less room. The stream writes in
+    /// order, so they are the newest: counted from the back, the cost is
+    /// what is queued, not what is in flight.
     pub fn queued(&self) -> usize {
-        self.inflight.iter().filter(|f| f.token.queued()).count()
+        self.inflight
+            .iter()
+            .rev()
+            .take_while(|f| f.token.queued())
+            .count()
     }
 
     /// The oldest stanza still in the stream's queue, to wait on.
     pub fn oldest_queued(&self) -> Option<&T> {
         self.inflight
             .iter()
-            .find(|f| f.token.queued())
+            .rev()
+            .take_while(|f| f.token.queued())
+            .last()
             .map(|f| &f.token)
+    }
+
+    /// Forgets the stanzas at the front the server has: acknowledgements
+    /// come in order, so this is cheap enough to do at every step.
+    pub fn forget_delivered(&mut self) {
+        while let Some(f) = self.inflight.front_mut() {
+            if f.token.outcome(f.sm) != Outcome::Delivered {
+                break;
+            }
+            self.inflight.pop_front();
+        }
     }
 
     /// `out` was handed to the stream, on a stream with XEP-0198 or not.
@@ -223,12 +248,19 @@ mod tests {
     use std::rc::Rc;
 
     /// A token whose outcome the test sets.
+    /// Its outcome, and whether it is still in the stream's queue.
     #[derive(Clone)]
-    struct Fake(Rc<RefCell<Outcome>>);
+    struct Fake(Rc<RefCell<Outcome>>, Rc<std::cell::Cell<bool>>);
 
     impl Fake {
         fn new() -> Fake {
-            Fake(Rc::new(RefCell::new(Outcome::Pending)))
+            Fake(
+                Rc::new(RefCell::new(Outcome::Pending)),
+                Rc::new(std::cell::Cell::new(false)),
+            )
+        }
+        fn queue(&self, q: bool) {
+            self.1.set(q);
         }
         fn set(&self, o: Outcome) {
             *self.0.borrow_mut() = o;
@@ -240,7 +272,7 @@ mod tests {
             self.0.borrow().clone()
         }
         fn queued(&self) -> bool {
-            false
+            *self.0.borrow() == Outcome::Pending && self.1.get()
         }
     }
 
@@ -371,5 +403,26 @@ mod tests {
         d.sent(message(2), pending, true);
         d.wait(message(3)).expect("room");
         assert_eq!(ids(&d.unsent()), ["m2", "m3"]);
+    }
+
+    #[test]
+    fn delivered_stanzas_leave_from_the_front_and_queued_ones_count_from_the_back() {
+        let mut d = Delivery::new(8);
+        let t: Vec<Fake> = (0..4).map(|_| Fake::new()).collect();
+        for (n, token) in t.iter().enumerate() {
+            d.sent(message(n as u32), token.clone(), true);
+        }
+        t[0].set(Outcome::Delivered);
+        t[2].set(Outcome::Delivered);
+        t[3].queue(true);
+        d.forget_delivered();
+        assert_eq!(d.in_flight(), 3, "only the acknowledged prefix goes");
+        assert_eq!(d.queued(), 1);
+        assert!(d.oldest_queued().is_some());
+        t[3].queue(false);
+        t[1].set(Outcome::Delivered);
+        d.forget_delivered();
+        assert_eq!(d.in_flight(), 1, "m3 is written, not yet acknowledged");
+        assert_eq!(d.queued(), 0);
     }
 }

@@ -349,6 +349,7 @@ impl Online {
     /// Hands what waits to the stream while it is up and has room; each
     /// stanza stays tracked until the server has it.
     async fn flush(&mut self, report: &impl Fn(Report)) {
+        self.delivery.forget_delivered();
         while self.up && self.delivery.queued() < self.depth {
             let Some(out) = self.delivery.take_next() else {
                 break;
@@ -465,7 +466,9 @@ impl Online {
                 _ = written(room) => {}
                 _ = settle.tick() => Self::bounce(self.delivery.settle(), report),
             }
-            self.flush(report).await;
+            if self.delivery.waiting() > 0 {
+                self.flush(report).await;
+            }
         }
     }
 }
