@@ -120,7 +120,29 @@ pub async fn run(
     ));
     let (reloads, reload_requests) = mpsc::channel(8);
     let (keep_salted_tx, salted) = mpsc::unbounded_channel();
-    let salted_writer = tokio::spawn(keep_salted(storage.clone(), salted, shutdown.clone()));
+    let db = storage.clone();
+    let salted_writer = tokio::spawn(write_batches(
+        salted,
+        shutdown.clone(),
+        "salted passwords",
+        move |items: &[storage::KeptSalted]| db.keep_salted_passwords(items).map(drop),
+    ));
+    let (positions_tx, positions) = mpsc::unbounded_channel();
+    let db = storage.clone();
+    let positions_writer = tokio::spawn(write_batches(
+        positions,
+        shutdown.clone(),
+        "archive positions",
+        move |items: &[(jid::BareJid, String, String)]| {
+            // Only the last position of each session counts.
+            let mut last = std::collections::HashMap::new();
+            for (local, resource, id) in items {
+                last.insert((local.clone(), resource.clone()), id.clone());
+            }
+            let items: Vec<_> = last.into_iter().map(|((l, r), id)| (l, r, id)).collect();
+            db.keep_archive_positions(&items)
+        },
+    ));
     let dialer = xmpp::foreign::Dialer {
         hosts: config.foreign_hosts.clone(),
         tls: config.foreign_tls,
@@ -142,6 +164,7 @@ pub async fn run(
         probes: probes.clone(),
         storage: storage.clone(),
         keep_salted: keep_salted_tx,
+        positions: positions_tx,
         queue: config.account_queue,
         overload: overload.clone(),
     });
@@ -209,47 +232,52 @@ pub async fn run(
     router.stop_all();
     let _ = link_task.await;
     let _ = salted_writer.await;
+    let _ = positions_writer.await;
     Ok(())
 }
 
-/// Writes the salted passwords sessions derive, many per transaction: the
-/// first start with thousands of registrations derives thousands at once,
-/// and a transaction (an fsync) each would hold the database for seconds.
-/// At shutdown it writes what is queued, then ends; one that is lost all
-/// the same (a crash, a full disk) is only derived again.
-async fn keep_salted(
-    storage: Arc<storage::Storage>,
-    mut derived: mpsc::UnboundedReceiver<storage::KeptSalted>,
+/// Writes what tasks hand it to the database, many items per transaction:
+/// the first start with thousands of registrations derives thousands of
+/// salted passwords at once, and a transaction (an fsync) each would hold
+/// the database for seconds. At shutdown it writes what is queued, then
+/// ends. What is lost all the same (a crash, a full disk) costs little:
+/// a salted password is derived again; an archive position lags, and the
+/// catch-up after it drops what it already delivered only while the
+/// gateway runs.
+async fn write_batches<T: Send + 'static>(
+    mut items: mpsc::UnboundedReceiver<T>,
     mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+    write: impl Fn(&[T]) -> Result<()> + Send + Sync + Clone + 'static,
 ) {
-    let write = |items: Vec<storage::KeptSalted>| {
-        let storage = storage.clone();
+    let flush = |batch: Vec<T>| {
+        let write = write.clone();
         async move {
-            match tokio::task::spawn_blocking(move || storage.keep_salted_passwords(&items)).await {
-                Ok(Ok(_)) => {}
+            match tokio::task::spawn_blocking(move || write(&batch)).await {
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     let error = format!("{e:#}");
-                    tracing::warn!(%error, "could not keep salted passwords; they will be derived again");
+                    tracing::warn!(%error, what, "could not write to the database");
                 }
-                Err(e) => tracing::warn!(error = %e, "keeping salted passwords failed"),
+                Err(e) => tracing::warn!(error = %e, what, "writing to the database failed"),
             }
         }
     };
     let mut batch = Vec::new();
     loop {
         tokio::select! {
-            n = derived.recv_many(&mut batch, 1024) => {
+            n = items.recv_many(&mut batch, 1024) => {
                 if n == 0 {
                     return;
                 }
-                write(std::mem::take(&mut batch)).await;
+                flush(std::mem::take(&mut batch)).await;
             }
             _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => {
-                while let Ok(item) = derived.try_recv() {
+                while let Ok(item) = items.try_recv() {
                     batch.push(item);
                 }
                 if !batch.is_empty() {
-                    write(batch).await;
+                    flush(batch).await;
                 }
                 return;
             }

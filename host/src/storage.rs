@@ -29,6 +29,7 @@ pub struct KeptSalted {
 }
 
 const FORGET_SALTED: &str = "DELETE FROM scram_salted WHERE local_jid = ?1";
+const FORGET_POSITIONS: &str = "DELETE FROM archive_position WHERE local_jid = ?1";
 
 const UPSERT: &str =
     "INSERT INTO registrations (local_jid, foreign_jid, password) VALUES (?1, ?2, ?3)
@@ -68,6 +69,14 @@ impl Storage {
                 salt       BLOB NOT NULL,
                 iterations INTEGER NOT NULL,
                 salted     BLOB NOT NULL
+            );
+            -- Per foreign session: the id (XEP-0359) of the last message it
+            -- received that the foreign server archived (XEP-0313).
+            CREATE TABLE IF NOT EXISTS archive_position (
+                local_jid TEXT NOT NULL,
+                resource  TEXT NOT NULL,
+                stanza_id TEXT NOT NULL,
+                PRIMARY KEY (local_jid, resource)
             );",
         )
         .with_context(|| format!("failed to prepare database `{}`", path.display()))?;
@@ -99,6 +108,7 @@ impl Storage {
             )
             .context("failed to store registration")?;
             tx.execute(FORGET_SALTED, params![r.local.as_str()])?;
+            tx.execute(FORGET_POSITIONS, params![r.local.as_str()])?;
         }
         tx.commit().context("failed to store registrations")?;
         Ok(())
@@ -148,6 +158,37 @@ impl Storage {
         .context("failed to delete policy state")?;
         conn.execute(FORGET_SALTED, params![local.as_str()])
             .context("failed to delete the salted password")?;
+        conn.execute(FORGET_POSITIONS, params![local.as_str()])
+            .context("failed to delete the archive positions")?;
+        Ok(())
+    }
+
+    /// Where foreign session A of L's account is in its archive: the id of
+    /// the last archived message it delivered.
+    pub fn archive_position(&self, local: &BareJid, resource: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row(
+                "SELECT stanza_id FROM archive_position WHERE local_jid = ?1 AND resource = ?2",
+                params![local.as_str(), resource],
+                |row| row.get(0),
+            )
+            .optional()
+            .context("failed to read an archive position")
+    }
+
+    /// Keeps archive positions, many per transaction: (L, A, stanza id).
+    pub fn keep_archive_positions(&self, items: &[(BareJid, String, String)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (local, resource, id) in items {
+            tx.execute(
+                "INSERT INTO archive_position (local_jid, resource, stanza_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (local_jid, resource) DO UPDATE SET stanza_id = excluded.stanza_id",
+                params![local.as_str(), resource, id],
+            )
+            .context("failed to keep an archive position")?;
+        }
+        tx.commit().context("failed to keep archive positions")?;
         Ok(())
     }
 

@@ -96,7 +96,7 @@ impl Prosody {
         )?;
         let dir = tempfile::tempdir()?;
         let (c2s, component) = (free_port(), free_port());
-        let (extra_modules, foreign_ssl) = if options.tls {
+        let (mut extra_modules, foreign_ssl) = if options.tls {
             make_certificates(dir.path())?;
             let d = dir.path().display();
             (
@@ -108,6 +108,9 @@ impl Prosody {
         } else {
             (String::new(), String::new())
         };
+        if options.mam {
+            extra_modules.push_str(", \"mam\"");
+        }
         let config = include_str!("../prosody/prosody.cfg.lua.in")
             .replace("@DIR@", &dir.path().display().to_string())
             .replace("@C2S@", &c2s.to_string())
@@ -371,6 +374,8 @@ pub struct Options {
     /// How long a cut XEP-0198 session may still be resumed, seconds
     /// (Prosody's `smacks_hibernation_time`, 600 by default).
     pub hibernation_secs: u32,
+    /// Archives on the server (XEP-0313, `mod_mam`), kept in memory.
+    pub mam: bool,
 }
 
 impl Default for Options {
@@ -381,6 +386,7 @@ impl Default for Options {
             authentication: "internal_hashed",
             bulk_users: Vec::new(),
             hibernation_secs: 600,
+            mam: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! flight both ways ([`iq`]), and the host's invariants over the policy's
 //! actions ([`rules`], docs/behaviour.md section 8).
 
+pub mod archive;
 pub mod controllers;
 pub mod iq;
 pub mod rules;
@@ -109,6 +110,8 @@ pub struct Env {
     pub storage: Arc<Storage>,
     /// Salted passwords for the database writer.
     pub keep_salted: mpsc::UnboundedSender<KeptSalted>,
+    /// Archive positions for the database writer: (L, A, stanza id).
+    pub positions: mpsc::UnboundedSender<(jid::BareJid, String, String)>,
     /// Stanzas of one account that may wait for its task.
     pub queue: usize,
     /// Stanzas refused because a queue was full, gateway-wide.
@@ -149,6 +152,11 @@ struct Account {
     /// The SCRAM salted password of the foreign logins, read from the
     /// database when the first session opens.
     salted: Option<SaltedCache>,
+    /// Archive queries of the host's own in flight: id to session and
+    /// purpose.
+    catchups: HashMap<String, (String, archive::Purpose)>,
+    /// Per session: the archive ids delivered last.
+    seen: HashMap<String, archive::Seen>,
 }
 
 fn now_ms() -> u64 {
@@ -174,6 +182,8 @@ pub fn spawn(reg: Registration, env: Arc<Env>) -> Handle {
         reports_tx,
         timers_tx,
         salted: None,
+        catchups: HashMap::new(),
+        seen: HashMap::new(),
     };
     tokio::spawn(account.run(rx, stanzas_rx, reports_rx, timers_rx));
     Handle { stanzas, control }

@@ -1,7 +1,7 @@
 //! The account's foreign sessions: opening them, sending through them,
 //! and what their reports mean for the account.
 
-use super::{Account, Session, Side, Tag, rules::Current, wit};
+use super::{Account, Session, Side, Tag, archive, rules::Current, wit};
 use crate::storage::KeptSalted;
 use crate::xmpp::foreign::{self, Command, Outgoing, Report, SessionParams};
 use crate::xmpp::scram::SaltedCache;
@@ -46,11 +46,16 @@ impl Account {
                 self.set_state(&session, wit::SessionState::Online);
                 self.decide_internal(change(wit::SessionState::Online, None))
                     .await;
+                // After a restart (or a close), what came meanwhile.
+                self.catch_up(&session).await;
             }
-            Report::Back(why) => {
+            Report::Back { why, rebound } => {
                 self.set_state(&session, wit::SessionState::Online);
                 self.decide_internal(change(wit::SessionState::Online, Some(why)))
                     .await;
+                if rebound {
+                    self.catch_up(&session).await;
+                }
             }
             Report::Reconnecting(why) => {
                 self.set_state(&session, wit::SessionState::Reconnecting);
@@ -99,8 +104,149 @@ impl Account {
         }
     }
 
+    /// Asks F's archive what session A missed since its position, if it
+    /// has one (a session that never saw an archived message has nothing to
+    /// catch up with).
+    async fn catch_up(&mut self, session: &str) {
+        let position = match self.env.storage.archive_position(&self.reg.local, session) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                // Nothing archived seen yet: find where the archive ends, so
+                // that a later gap has a position to catch up from.
+                let id = super::iq::fresh_id();
+                let purpose = archive::Purpose::Locate;
+                self.catchups
+                    .insert(id.clone(), (session.to_string(), purpose));
+                let out = Outgoing {
+                    stanza: archive::locate(&id),
+                    origin: None,
+                };
+                self.send_session(session, out).await;
+                return;
+            }
+            Err(e) => {
+                warn!(local = %self.reg.local, session, error = %e, "could not read the archive position; not catching up");
+                return;
+            }
+        };
+        self.query_archive(session, &position).await;
+    }
+
+    async fn query_archive(&mut self, session: &str, after: &str) {
+        let id = super::iq::fresh_id();
+        debug!(local = %self.reg.local, session, after, "asking the archive what came after");
+        let purpose = archive::Purpose::CatchUp;
+        self.catchups
+            .insert(id.clone(), (session.to_string(), purpose));
+        let out = Outgoing {
+            stanza: archive::query(&id, after),
+            origin: None,
+        };
+        self.send_session(session, out).await;
+    }
+
+    /// Keeps where session A is in the archive, in memory and (through the
+    /// writer) in the database.
+    fn keep_position(&mut self, session: &str, id: String) {
+        let _ = self
+            .env
+            .positions
+            .send((self.reg.local.clone(), session.to_string(), id));
+    }
+
+    /// Answers to the host's own archive queries: result messages are
+    /// unwrapped and decided like live ones; the final answer asks for the
+    /// next page or ends the catch-up. Whether `el` was one.
+    async fn on_archive(&mut self, session: &str, el: &Element) -> bool {
+        match Kind::of(el) {
+            Some(Kind::Message) => {
+                let Some(qid) = archive::result_queryid(el) else {
+                    return false;
+                };
+                let Some((asked, purpose)) = self.catchups.get(qid).cloned() else {
+                    return false;
+                };
+                if asked != session {
+                    return false;
+                }
+                if let Some(found) = archive::unwrap(el) {
+                    if purpose != archive::Purpose::CatchUp {
+                        let located = (asked.clone(), archive::Purpose::Located);
+                        self.catchups.insert(qid.to_string(), located);
+                        self.keep_position(session, found.id);
+                        return true;
+                    }
+                    let fresh = self
+                        .seen
+                        .entry(session.to_string())
+                        .or_default()
+                        .first_time(&found.id);
+                    if fresh && !archive::is_own(&found.message, &self.reg.foreign) {
+                        let event = wit::Event::Foreign(wit::ForeignStanza {
+                            session: session.to_string(),
+                            stanza: wit::Stanza::of(Kind::Message, &found.message),
+                            answers: None,
+                        });
+                        let current = Current {
+                            stanza: Some(found.message),
+                            side: Side::Foreign {
+                                session: session.to_string(),
+                            },
+                        };
+                        self.decide_and_apply(event, current).await;
+                    }
+                    self.keep_position(session, found.id);
+                }
+                true
+            }
+            Some(Kind::Iq) => {
+                let id = el.attr("id").unwrap_or("");
+                let type_ = el.attr("type").unwrap_or("");
+                if !(type_ == "result" || type_ == "error") {
+                    return false;
+                }
+                let Some((asked, purpose)) = self.catchups.remove(id) else {
+                    return false;
+                };
+                match archive::fin(el) {
+                    // An empty archive: later gaps catch up from its start.
+                    Some(_) if purpose == archive::Purpose::Locate => {
+                        self.keep_position(&asked, archive::FROM_THE_START.to_string());
+                    }
+                    Some((false, Some(last)))
+                        if type_ == "result" && purpose == archive::Purpose::CatchUp =>
+                    {
+                        self.query_archive(&asked, &last).await;
+                    }
+                    Some(_) => {
+                        debug!(local = %self.reg.local, session, "caught up with the archive")
+                    }
+                    None => {
+                        debug!(local = %self.reg.local, session, "the foreign server offers no archive to catch up from")
+                    }
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     async fn on_foreign(&mut self, session: String, mut el: Element) {
         let Some(kind) = Kind::of(&el) else { return };
+        if !self.catchups.is_empty() && self.on_archive(&session, &el).await {
+            return;
+        }
+        // A live message the archive holds too: delivered once, and where
+        // the session is in the archive is kept.
+        let archived = match kind {
+            Kind::Message => archive::stanza_id(&el, &self.reg.foreign),
+            _ => None,
+        };
+        if let Some(id) = &archived
+            && !self.seen.entry(session.clone()).or_default().first_time(id)
+        {
+            return;
+        }
         let type_ = el.attr("type").unwrap_or("");
         let mut answers = None;
         if kind == Kind::Iq && (type_ == "result" || type_ == "error") {
@@ -125,9 +271,14 @@ impl Account {
         });
         let current = Current {
             stanza: Some(el),
-            side: Side::Foreign { session },
+            side: Side::Foreign {
+                session: session.clone(),
+            },
         };
         self.decide_and_apply(event, current).await;
+        if let Some(id) = archived {
+            self.keep_position(&session, id);
+        }
     }
 
     /// Opens F/A unless it is already open or on its way.

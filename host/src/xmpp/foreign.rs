@@ -55,8 +55,13 @@ pub enum Report {
     /// Resumed without loss (XEP-0198) before anyone was told.
     Resumed,
     /// Usable again after a gap the controllers were told of: resumed, or
-    /// bound again with what the server had lost sent again (why).
-    Back(String),
+    /// bound again with what the server had lost sent again.
+    Back {
+        /// Why it was gone, and how it came back.
+        why: String,
+        /// Bound afresh: what arrived meanwhile is only in the archive.
+        rebound: bool,
+    },
     /// Could not log in; the stanzas that were waiting come back.
     Failed {
         /// Why.
@@ -415,7 +420,10 @@ impl Online {
                         let (resent, failed) = self.delivery.rebound();
                         Self::bounce(failed, report);
                         info!(%jid, resent, "foreign session bound again");
-                        report(Report::Back(format!("bound again ({why})")));
+                        report(Report::Back {
+                            why: format!("bound again ({why})"),
+                            rebound: true,
+                        });
                     }
                     Some(Event::Stream(StreamEvent::Suspended)) => {
                         self.up = false;
@@ -430,7 +438,10 @@ impl Online {
                         self.delivery.resumed(announced);
                         if announced {
                             let gap = gap.unwrap_or_default();
-                            report(Report::Back(format!("resumed ({gap})")));
+                            report(Report::Back {
+                                why: format!("resumed ({gap})"),
+                                rebound: false,
+                            });
                         } else {
                             report(Report::Resumed);
                         }

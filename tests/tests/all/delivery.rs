@@ -43,6 +43,7 @@ async fn setup_on(cut: Cut, adjust: impl FnOnce(&mut pizzja_host::config::Config
     init_tracing();
     let options = Options {
         hibernation_secs: HIBERNATION_SECS,
+        mam: true,
         ..Options::default()
     };
     let prosody = Prosody::start_options(
@@ -243,9 +244,12 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
                 && e.attr("type") == Some("unavailable")
         })
         .await;
+    // Bob writes while me/Work is gone: only the archive has it.
+    let missed = bob_writes_to_bare(&mut s.bob, "gap", 3).await;
     s.proxy.set_mode(Mode::Pass);
 
-    // Back: bound again, its presence restored, the batch sent again.
+    // Back: bound again, its presence restored, the batch sent again, and
+    // what bob wrote meanwhile caught up from the archive.
     s.phone
         .expect("me/Work available again", |e| presence_of_work(e, None))
         .await;
@@ -259,6 +263,19 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
     collect(&mut s, &mut tally, "h-end").await;
     tally.assert_all_delivered_once_in_order();
     assert_eq!(tally.delivered.len(), 10);
+    let from = gw_jid("bob@foreign.test/pc");
+    let mut caught = Vec::new();
+    while caught.len() < missed.len() {
+        let m = s
+            .phone
+            .expect("what bob wrote during the gap", |e| {
+                e.name() == "message" && e.attr("from") == Some(from.as_str())
+            })
+            .await;
+        assert!(m.children().any(|c| c.name() == "delay"), "{}", xml(&m));
+        caught.push(body(&m).unwrap_or_default());
+    }
+    assert_eq!(caught, missed, "each once, in order");
     s.gateway
         .take()
         .expect("running")
@@ -517,4 +534,110 @@ async fn a_burst_past_an_account_s_queue_is_answered_and_counted_not_lost() {
         Some(tally.errored.len() as u64),
         "{note}"
     );
+}
+
+#[tokio::test]
+async fn what_arrives_while_the_gateway_is_down_comes_from_the_archive_once_with_its_time() {
+    let mut s = setup().await;
+    let from = gw_jid("bob@foreign.test/pc");
+    let from_bob =
+        |e: &minidom::Element| e.name() == "message" && e.attr("from") == Some(from.as_str());
+    // A live message first: the session learns where it is in the archive.
+    bob_writes(&mut s.bob, "live", 1).await;
+    s.phone.expect("the live message", from_bob).await;
+
+    let prosody = &s._prosody;
+    let db = prosody.dir.path().join("pizzja.sqlite3");
+    s.gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
+    s.bob
+        .expect("me/Work gone with the gateway", |e| {
+            e.name() == "presence"
+                && e.attr("from") == Some("me@foreign.test/Work")
+                && e.attr("type") == Some("unavailable")
+        })
+        .await;
+    let mut written = Vec::new();
+    for i in 0..5 {
+        let id = format!("away-{i}");
+        s.bob
+            .send(&format!(
+                "<message type='chat' to='me@foreign.test' id='{id}'><body>{id}</body></message>"
+            ))
+            .await;
+        written.push(id);
+    }
+    let ping = "away-ping";
+    s.bob
+        .send(&format!(
+            "<iq type='get' id='{ping}' to='{FOREIGN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await;
+    s.bob
+        .expect("the server's answer", |e| e.attr("id") == Some(ping))
+        .await;
+
+    let mut config = prosody.gateway_config(&db, "");
+    config.foreign_hosts.insert(FOREIGN.into(), s.proxy.addr);
+    s.gateway = Some(Gateway::start(config).await.expect("restarts"));
+    let mut arrived = Vec::new();
+    while arrived.len() < written.len() {
+        let m = s
+            .phone
+            .expect("a message bob wrote meanwhile", from_bob)
+            .await;
+        assert!(
+            m.children()
+                .any(|c| c.name() == "delay" && c.attr("stamp").is_some()),
+            "with its original time: {}",
+            xml(&m)
+        );
+        arrived.push(body(&m).unwrap_or_default());
+    }
+    assert_eq!(arrived, written, "each once, in order");
+    // Nothing more from the archive: a live message comes next, and the
+    // one before the restart did not come again.
+    bob_writes(&mut s.bob, "after", 1).await;
+    let next = s.phone.expect("the next live message", from_bob).await;
+    assert_eq!(body(&next).as_deref(), Some("after-0"));
+    assert!(
+        !s.phone
+            .inbox()
+            .any(|e| body(e).is_some_and(|b| b.starts_with("live") || b.starts_with("away"))),
+        "nothing twice"
+    );
+    s.gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
+}
+
+/// Bob writes `n` messages to me's bare JID (no resource of me is online:
+/// only the archive keeps them) and knows the server has them.
+async fn bob_writes_to_bare(bob: &mut Client, prefix: &str, n: usize) -> Vec<String> {
+    let mut sent = Vec::new();
+    for i in 0..n {
+        let id = format!("{prefix}-{i}");
+        bob.send(&format!(
+            "<message type='chat' to='{ME}' id='{id}'><body>{id}</body></message>"
+        ))
+        .await;
+        sent.push(id);
+    }
+    let ping = format!("{prefix}-ping");
+    bob.send(&format!(
+        "<iq type='get' id='{ping}' to='{FOREIGN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ))
+    .await;
+    bob.expect("the server's answer", |e| {
+        e.attr("id") == Some(ping.as_str())
+    })
+    .await;
+    sent
 }

@@ -1,0 +1,289 @@
+//! Catching up from the foreign account's archive (XEP-0313) after a gap
+//! (docs/behaviour.md section 7): each foreign session remembers the
+//! server's id (XEP-0359) of the last archived message it delivered; after
+//! a gap it asks the archive for what came after, page by page, and hands
+//! each message on as if it had just arrived, with its original time
+//! (XEP-0203) and never twice.
+
+use crate::xmpp::{NS_CLIENT, set_attr};
+use jid::{BareJid, Jid};
+use minidom::Element;
+use std::collections::VecDeque;
+
+/// XEP-0313: Message Archive Management.
+pub const NS_MAM: &str = "urn:xmpp:mam:2";
+/// XEP-0359: Unique and Stable Stanza IDs.
+pub const NS_SID: &str = "urn:xmpp:sid:0";
+/// XEP-0297: Stanza Forwarding.
+pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
+/// XEP-0203: Delayed Delivery.
+pub const NS_DELAY: &str = "urn:xmpp:delay";
+/// XEP-0059: Result Set Management.
+pub const NS_RSM: &str = "http://jabber.org/protocol/rsm";
+const NS_DATA: &str = "jabber:x:data";
+
+/// Messages asked for per page.
+const PAGE: usize = 100;
+
+/// How many delivered ids a session remembers to drop duplicates (a live
+/// message that the catch-up's page also holds).
+const REMEMBERED: usize = 512;
+
+/// The id F's server gave a message it archived for F (XEP-0359: a
+/// `<stanza-id/>` whose `by` is F's bare JID; any other is a claim anyone
+/// could make).
+pub fn stanza_id(message: &Element, account: &BareJid) -> Option<String> {
+    message
+        .children()
+        .filter(|c| c.is("stanza-id", NS_SID))
+        .find(|c| c.attr("by").and_then(|b| BareJid::new(b).ok()).as_ref() == Some(account))
+        .and_then(|c| c.attr("id"))
+        .map(str::to_string)
+}
+
+/// What a query of the host's own is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Delivering what the session missed.
+    CatchUp,
+    /// Finding where the archive ends, for a session with no position yet.
+    Locate,
+    /// Located: the archive's last message came.
+    Located,
+}
+
+/// The position of a session whose archive was empty when it looked: a
+/// catch-up then asks for everything there is.
+pub const FROM_THE_START: &str = "";
+
+/// The query for the archive's last message (where a session that has
+/// seen nothing archived yet starts from), tagged `id`.
+pub fn locate(id: &str) -> Element {
+    paged(id, Some(Element::builder("before", NS_RSM).build()), 1)
+}
+
+/// The query for what the archive holds after `after` (or from its start,
+/// [`FROM_THE_START`]), one page, tagged `id` (as IQ id and `queryid`).
+pub fn query(id: &str, after: &str) -> Element {
+    let from =
+        (after != FROM_THE_START).then(|| Element::builder("after", NS_RSM).append(after).build());
+    paged(id, from, PAGE)
+}
+
+fn paged(id: &str, from: Option<Element>, max: usize) -> Element {
+    let form = Element::builder("x", NS_DATA)
+        .attr(nc("type"), "submit")
+        .append(
+            Element::builder("field", NS_DATA)
+                .attr(nc("var"), "FORM_TYPE")
+                .attr(nc("type"), "hidden")
+                .append(Element::builder("value", NS_DATA).append(NS_MAM).build())
+                .build(),
+        )
+        .build();
+    let mut set = Element::builder("set", NS_RSM)
+        .append(
+            Element::builder("max", NS_RSM)
+                .append(max.to_string())
+                .build(),
+        )
+        .build();
+    if let Some(from) = from {
+        set.append_child(from);
+    }
+    let query = Element::builder("query", NS_MAM)
+        .attr(nc("queryid"), id)
+        .append(form)
+        .append(set)
+        .build();
+    let mut iq = Element::bare("iq", NS_CLIENT);
+    set_attr(&mut iq, "type", Some("set".into()));
+    set_attr(&mut iq, "id", Some(id.into()));
+    iq.append_child(query);
+    iq
+}
+
+fn nc(name: &str) -> rxml::NcName {
+    rxml::NcName::try_from(name).expect("static attribute names are NCNames")
+}
+
+/// The `queryid` of an archive result message, if `message` is one.
+pub fn result_queryid(message: &Element) -> Option<&str> {
+    message.get_child("result", NS_MAM)?.attr("queryid")
+}
+
+/// One archived message, unwrapped.
+#[derive(Debug, PartialEq)]
+pub struct Archived {
+    /// Its archive id (the position to go on from).
+    pub id: String,
+    /// The message as it was, with its original time (XEP-0203).
+    pub message: Element,
+}
+
+/// The archived message in a result message, with a `<delay/>` carrying
+/// its original time if it has none.
+pub fn unwrap(result_message: &Element) -> Option<Archived> {
+    let result = result_message.get_child("result", NS_MAM)?;
+    let id = result.attr("id")?.to_string();
+    let forwarded = result.get_child("forwarded", NS_FORWARD)?;
+    let mut message = forwarded.get_child("message", NS_CLIENT)?.clone();
+    if !message.has_child("delay", NS_DELAY)
+        && let Some(delay) = forwarded.get_child("delay", NS_DELAY)
+    {
+        message.append_child(delay.clone());
+    }
+    Some(Archived { id, message })
+}
+
+/// What the archive's final answer says: whether it was the last page, and
+/// the id of the last message on this one.
+pub fn fin(iq: &Element) -> Option<(bool, Option<String>)> {
+    let fin = iq.get_child("fin", NS_MAM)?;
+    let complete = matches!(fin.attr("complete"), Some("true") | Some("1"));
+    let last = fin
+        .get_child("set", NS_RSM)
+        .and_then(|s| s.get_child("last", NS_RSM))
+        .map(Element::text);
+    Some((complete, last))
+}
+
+/// Whether an archived message is F's own (sent by one of F's resources):
+/// controllers know what they sent.
+pub fn is_own(message: &Element, account: &BareJid) -> bool {
+    message
+        .attr("from")
+        .and_then(|f| Jid::new(f).ok())
+        .is_some_and(|f| f.to_bare() == *account)
+}
+
+/// The ids a session delivered last, to drop a message seen twice.
+#[derive(Debug, Default)]
+pub struct Seen(VecDeque<String>);
+
+impl Seen {
+    /// Remembers `id`; false if it was already there.
+    pub fn first_time(&mut self, id: &str) -> bool {
+        if self.0.iter().any(|s| s == id) {
+            return false;
+        }
+        if self.0.len() == REMEMBERED {
+            self.0.pop_front();
+        }
+        self.0.push_back(id.to_string());
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> BareJid {
+        BareJid::new("me@remote.net").expect("jid")
+    }
+
+    fn parse(xml: &str) -> Element {
+        xml.parse().expect("test XML")
+    }
+
+    #[test]
+    fn only_the_account_s_own_server_names_a_message_s_archive_id() {
+        let m = parse(
+            "<message xmlns='jabber:client' from='bob@remote.net/x'><body>hi</body>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='eve@evil.org' id='forged'/>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='me@remote.net' id='A1'/></message>",
+        );
+        assert_eq!(stanza_id(&m, &me()).as_deref(), Some("A1"));
+        let none = parse("<message xmlns='jabber:client'><body>hi</body></message>");
+        assert_eq!(stanza_id(&none, &me()), None);
+    }
+
+    #[test]
+    fn the_query_asks_for_one_page_after_the_position() {
+        let q = query("pz-7", "A1");
+        assert_eq!((q.attr("type"), q.attr("id")), (Some("set"), Some("pz-7")));
+        let query = q.get_child("query", NS_MAM).expect("query");
+        assert_eq!(query.attr("queryid"), Some("pz-7"));
+        let set = query.get_child("set", NS_RSM).expect("rsm");
+        assert_eq!(
+            set.get_child("after", NS_RSM).map(Element::text),
+            Some("A1".into())
+        );
+        assert_eq!(
+            set.get_child("max", NS_RSM).map(Element::text),
+            Some("100".into())
+        );
+    }
+
+    #[test]
+    fn an_archive_found_empty_is_read_from_its_start() {
+        let all = query("pz-9", FROM_THE_START);
+        let set = all
+            .get_child("query", NS_MAM)
+            .and_then(|q| q.get_child("set", NS_RSM))
+            .expect("rsm");
+        assert!(set.get_child("after", NS_RSM).is_none());
+    }
+
+    #[test]
+    fn locating_asks_for_the_last_message_only() {
+        let q = locate("pz-8");
+        let set = q
+            .get_child("query", NS_MAM)
+            .and_then(|q| q.get_child("set", NS_RSM))
+            .expect("rsm");
+        assert!(
+            set.get_child("before", NS_RSM)
+                .is_some_and(|b| b.text().is_empty())
+        );
+        assert_eq!(
+            set.get_child("max", NS_RSM).map(Element::text),
+            Some("1".into())
+        );
+    }
+
+    #[test]
+    fn a_result_unwraps_to_the_message_with_its_original_time() {
+        let r = parse(
+            "<message xmlns='jabber:client' to='me@remote.net/Work'>\
+             <result xmlns='urn:xmpp:mam:2' queryid='pz-7' id='A2'>\
+             <forwarded xmlns='urn:xmpp:forward:0'>\
+             <delay xmlns='urn:xmpp:delay' stamp='2026-12-01T03:00:00Z'/>\
+             <message xmlns='jabber:client' from='bob@remote.net/x' to='me@remote.net' type='chat'><body>while you were out</body></message>\
+             </forwarded></result></message>",
+        );
+        assert_eq!(result_queryid(&r), Some("pz-7"));
+        let a = unwrap(&r).expect("an archived message");
+        assert_eq!(a.id, "A2");
+        assert_eq!(a.message.attr("from"), Some("bob@remote.net/x"));
+        let delay = a.message.get_child("delay", NS_DELAY).expect("delay");
+        assert_eq!(delay.attr("stamp"), Some("2026-12-01T03:00:00Z"));
+        assert!(!is_own(&a.message, &me()));
+    }
+
+    #[test]
+    fn the_final_answer_says_whether_more_pages_follow() {
+        let done = parse(
+            "<iq xmlns='jabber:client' type='result' id='pz-7'><fin xmlns='urn:xmpp:mam:2' complete='true'>\
+             <set xmlns='http://jabber.org/protocol/rsm'><last>A9</last></set></fin></iq>",
+        );
+        assert_eq!(fin(&done), Some((true, Some("A9".into()))));
+        let more = parse(
+            "<iq xmlns='jabber:client' type='result' id='pz-7'><fin xmlns='urn:xmpp:mam:2'>\
+             <set xmlns='http://jabber.org/protocol/rsm'><last>A5</last></set></fin></iq>",
+        );
+        assert_eq!(fin(&more), Some((false, Some("A5".into()))));
+    }
+
+    #[test]
+    fn an_id_is_delivered_once() {
+        let mut seen = Seen::default();
+        assert!(seen.first_time("A1"));
+        assert!(!seen.first_time("A1"));
+        for i in 0..REMEMBERED {
+            seen.first_time(&format!("x{i}"));
+        }
+        assert!(seen.first_time("A1"), "forgotten after {REMEMBERED} others");
+    }
+}
