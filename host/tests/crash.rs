@@ -1,0 +1,193 @@
+//! docs/behaviour.md section 7, "Gateway killed": the real binary, killed
+//! with SIGKILL under traffic and started again on the same database,
+//! keeps registrations, policy state and archive positions, and its
+//! sessions come back and catch up with what arrived meanwhile.
+
+use pizzja_tests::*;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+const ME: &str = "me@foreign.test";
+
+/// The gateway as a process of its own, with its log lines.
+struct Process {
+    child: Child,
+    log: mpsc::UnboundedReceiver<String>,
+}
+
+impl Process {
+    /// Starts `pizzja run` and waits for its `pizzja ready` line.
+    async fn start(config: &Path) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pizzja"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info,pizzja_host::account=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("pizzja starts");
+        // Read for as long as it runs: a full pipe would stop it.
+        let (tx, log) = mpsc::unbounded_channel();
+        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut p = Process { child, log };
+        p.wait_for("pizzja ready").await;
+        p
+    }
+
+    /// Waits for a log line containing `text`.
+    async fn wait_for(&mut self, text: &str) -> String {
+        let found = tokio::time::timeout(WAIT, async {
+            while let Some(line) = self.log.recv().await {
+                if line.contains(text) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("pizzja exited before logging {text:?}"),
+            Err(_) => panic!("pizzja did not log {text:?} within {WAIT:?}"),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flushing, nothing.
+    async fn kill_9(mut self) {
+        self.child.kill().await.expect("killed");
+    }
+}
+
+#[tokio::test]
+async fn killed_with_sigkill_and_restarted_it_keeps_its_state_and_catches_up() {
+    init_tracing();
+    let options = Options {
+        mam: true,
+        ..Options::default()
+    };
+    let prosody = Prosody::start_options(
+        &[("alice", LOCAL), ("me", FOREIGN), ("bob", FOREIGN)],
+        &options,
+    )
+    .await
+    .expect("prosody starts");
+    let dir = prosody.dir.path();
+    let hostile = pizzja_host::testing::policy_path("pizzja_policy_test_hostile");
+    let config = dir.join("pizzja.toml");
+    let extra = format!("[policy]\nmodule = \"{}\"\n", hostile.display());
+    std::fs::write(
+        &config,
+        prosody
+            .gateway_toml(&dir.join("pizzja.sqlite3"), "")
+            .replacen("[foreign]", &format!("{extra}\n[foreign]"), 1),
+    )
+    .expect("config written");
+    let mut gateway = Process::start(&config).await;
+
+    let mut phone = Client::connect(&prosody, "alice", LOCAL, "Work/phone")
+        .await
+        .expect("phone logs in");
+    phone.go_online().await;
+    register_ok(&mut phone, ME).await;
+    let mut bob = Client::connect(&prosody, "bob", FOREIGN, "pc")
+        .await
+        .expect("bob logs in");
+    bob.go_online().await;
+    let to_bob = gw_jid("bob@foreign.test/pc");
+    let from_bob = gw_jid("bob@foreign.test/pc");
+    let is_from_bob =
+        |e: &minidom::Element| e.name() == "message" && e.attr("from") == Some(from_bob.as_str());
+
+    // Policy state, and a live message that sets the archive position.
+    phone
+        .send(&format!(
+            "<message type='chat' to='{to_bob}' id='r'><body>remember kept</body></message>"
+        ))
+        .await;
+    gateway.wait_for("stored").await;
+    bob.send(&format!(
+        "<message type='chat' to='{ME}/Work' id='l'><body>live</body></message>"
+    ))
+    .await;
+    phone.expect("the live message", is_from_bob).await;
+    // The archive position is written by a writer task: wait until the
+    // database has it (another connection to it, as an operator's would).
+    let db = pizzja_host::storage::Storage::open(&dir.join("pizzja.sqlite3")).expect("database");
+    let alice = format!("alice@{LOCAL}").parse().expect("jid");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while db
+        .archive_position(&alice, "Work")
+        .expect("readable")
+        .is_none_or(|p| p.is_empty())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no archive position written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Under traffic: the phone is sending when the gateway dies.
+    for i in 0..5 {
+        phone
+            .send(&format!(
+                "<message type='chat' to='{to_bob}' id='t{i}'><body>t{i}</body></message>"
+            ))
+            .await;
+    }
+    gateway.kill_9().await;
+
+    // While it is dead, bob writes; only F's archive keeps it.
+    let mut written = Vec::new();
+    for i in 0..3 {
+        let id = format!("dead-{i}");
+        bob.send(&format!(
+            "<message type='chat' to='{ME}' id='{id}'><body>{id}</body></message>"
+        ))
+        .await;
+        written.push(id);
+    }
+    bob.send(&format!(
+        "<iq type='get' id='p' to='{FOREIGN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ))
+    .await;
+    bob.expect("the server's answer", |e| e.attr("id") == Some("p"))
+        .await;
+
+    let mut gateway = Process::start(&config).await;
+    // Registration kept: the session comes back for the phone, and what
+    // bob wrote meanwhile arrives from the archive, once, in order.
+    let mut arrived = Vec::new();
+    while arrived.len() < written.len() {
+        let m = phone.expect("what bob wrote meanwhile", is_from_bob).await;
+        let b = body(&m).unwrap_or_default();
+        if b == "live" {
+            panic!("the message before the crash came again");
+        }
+        assert!(m.children().any(|c| c.name() == "delay"), "{}", xml(&m));
+        arrived.push(b);
+    }
+    assert_eq!(arrived, written);
+    // Policy state kept.
+    phone
+        .send(&format!(
+            "<message type='chat' to='{to_bob}' id='q'><body>recall</body></message>"
+        ))
+        .await;
+    gateway.wait_for("memo: Some(\"kept\")").await;
+    gateway.kill_9().await;
+}
