@@ -641,3 +641,36 @@ async fn bob_writes_to_bare(bob: &mut Client, prefix: &str, n: usize) -> Vec<Str
     .await;
     sent
 }
+
+#[tokio::test]
+async fn a_foreign_server_that_accepts_and_never_answers_ends_in_errors_not_silence() {
+    // Every connection to the foreign server hangs from the start: the
+    // first login meets its deadline.
+    let mut s = setup_on(Cut::Foreign, |c| {
+        c.login_timeout = std::time::Duration::from_secs(2)
+    })
+    .await;
+    s.proxy.set_mode(Mode::Blackhole);
+    // A second foreign resource, opened while the server hangs.
+    let mut desk = Client::connect(&s._prosody, "alice", LOCAL, "Home/desk")
+        .await
+        .expect("desk logs in");
+    desk.go_online().await;
+    let to = gw_jid("bob@foreign.test/pc");
+    desk.send(&format!(
+        "<message type='chat' to='{to}' id='hang-1'><body>hello?</body></message>"
+    ))
+    .await;
+    desk.expect_error("hang-1", "service-unavailable").await;
+    let told = desk
+        .expect("why, from the gateway", |e| {
+            e.name() == "message" && e.attr("from") == Some(GW)
+        })
+        .await;
+    assert!(
+        body(&told).is_some_and(|b| b.contains("me@foreign.test/Home")),
+        "{}",
+        xml(&told)
+    );
+    s.gateway.take().expect("running").stop().await.expect("stops");
+}
