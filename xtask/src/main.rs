@@ -1,5 +1,5 @@
-//! `cargo xtask setup | demo | test | bench`: what the README's quickstart
-//! runs, and the benchmarks.
+//! `cargo xtask setup | demo | test | soak | bench`: what the README's
+//! quickstart runs, the soak under injected faults, and the benchmarks.
 //!
 //! `setup` installs what a fresh Debian machine lacks (Prosody, the
 //! wasm32-wasip2 target); `demo`, `test` and `bench` run it first, so each
@@ -29,12 +29,21 @@ fn main() -> Result<()> {
             setup()?;
             cargo(&["test", "--workspace", "--all-targets"])
         }
+        "soak" => {
+            setup()?;
+            cargo(&["build", "--quiet", "-p", "pizzja-tests", "--bin", "soak"])?;
+            let minutes = std::env::args()
+                .skip_while(|a| a != "--minutes")
+                .nth(1)
+                .unwrap_or_else(|| "1".into());
+            run(Command::new(target_dir().join("debug/soak")).args(["--minutes", &minutes]))
+        }
         "bench" => {
             setup()?;
             bench(std::env::args().any(|a| a == "--smoke"))
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup|demo|test|bench [--smoke]>");
+            eprintln!("usage: cargo xtask <setup|demo|test|soak [--minutes N]|bench [--smoke]>");
             std::process::exit(2);
         }
     }

@@ -672,5 +672,10 @@ async fn a_foreign_server_that_accepts_and_never_answers_ends_in_errors_not_sile
         "{}",
         xml(&told)
     );
-    s.gateway.take().expect("running").stop().await.expect("stops");
+    s.gateway
+        .take()
+        .expect("running")
+        .stop()
+        .await
+        .expect("stops");
 }

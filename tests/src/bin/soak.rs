@@ -1,0 +1,256 @@
+//! `cargo xtask soak --minutes N`: steady two-way traffic through several
+//! accounts while faults are injected at random (resumable cuts, outages
+//! longer than the foreign server's hibernation, component link outages),
+//! then every message is accounted for: sent, delivered, errored, lost
+//! (neither: must be 0), duplicated (must be 0). Exits non-zero when
+//! anything was lost or doubled.
+//!
+//! Faults: 0 a cut the foreign server resumes; 1 a foreign outage longer
+//! than its hibernation; 2 an outage of the component link.
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use minidom::Element;
+use pizzja_tests::proxy::{FaultProxy, Mode};
+use pizzja_tests::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_xmpp::Stanza;
+use tokio_xmpp::stanzastream::Event;
+
+const ACCOUNTS: usize = 3;
+/// Each client sends one message every this long.
+const PACE: Duration = Duration::from_millis(100);
+const HIBERNATION_SECS: u32 = 2;
+
+/// What became of the messages, across every client.
+#[derive(Default)]
+struct Ledger {
+    sent: BTreeSet<String>,
+    delivered: BTreeMap<String, usize>,
+    errored: BTreeSet<String>,
+}
+
+type Shared = Arc<Mutex<Ledger>>;
+
+fn ledger(l: &Shared) -> std::sync::MutexGuard<'_, Ledger> {
+    l.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One client: sends a numbered message to `to` at every tick while
+/// `sending`, and records what it receives from `expect_from`.
+async fn drive(
+    client: Client,
+    name: String,
+    to: String,
+    expect_from: String,
+    mut sending: watch::Receiver<bool>,
+    ledger_: Shared,
+) {
+    let mut stream = client.into_stream();
+    let mut tick = tokio::time::interval(PACE);
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            ev = stream.next() => match ev {
+                Some(Event::Stanza(s)) => {
+                    let el = Element::from(s);
+                    if el.name() != "message" {
+                        continue;
+                    }
+                    let id = el.attr("id").unwrap_or_default().to_string();
+                    if el.attr("type") == Some("error") {
+                        ledger(&ledger_).errored.insert(id);
+                    } else if el.attr("from").is_some_and(|f| f.starts_with(expect_from.as_str()))
+                        && let Some(b) = body(&el)
+                    {
+                        *ledger(&ledger_).delivered.entry(b).or_default() += 1;
+                    }
+                }
+                Some(Event::Stream(_)) => {}
+                None => return,
+            },
+            _ = tick.tick() => {
+                if !*sending.borrow() {
+                    continue;
+                }
+                n += 1;
+                let id = format!("{name}-{n}");
+                let xml = format!(
+                    "<message xmlns='jabber:client' type='chat' to='{to}' id='{id}'><body>{id}</body></message>"
+                );
+                let stanza = Stanza::try_from(parse(&xml)).expect("a valid stanza");
+                ledger(&ledger_).sent.insert(id);
+                stream.send(Box::new(stanza)).await;
+            }
+            _ = sending.changed() => {}
+        }
+    }
+}
+
+/// Peak resident memory of this process (the gateway runs in it), KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let minutes: f64 = std::env::args()
+        .skip_while(|a| a != "--minutes")
+        .nth(1)
+        .map(|m| m.parse().context("--minutes takes a number"))
+        .transpose()?
+        .unwrap_or(1.0);
+    init_tracing();
+    let mut users = vec![];
+    let names: Vec<(String, String, String)> = (0..ACCOUNTS)
+        .map(|i| (format!("alice{i}"), format!("me{i}"), format!("bob{i}")))
+        .collect();
+    for (a, m, b) in &names {
+        users.push((a.as_str(), LOCAL));
+        users.push((m.as_str(), FOREIGN));
+        users.push((b.as_str(), FOREIGN));
+    }
+    let options = Options {
+        hibernation_secs: HIBERNATION_SECS,
+        mam: true,
+        log_level: "warn",
+        ..Options::default()
+    };
+    let prosody = Prosody::start_options(&users, &options).await?;
+    let foreign = FaultProxy::start(format!("127.0.0.1:{}", prosody.c2s).parse()?).await?;
+    let link = FaultProxy::start(format!("127.0.0.1:{}", prosody.component).parse()?).await?;
+    let db = prosody.dir.path().join("pizzja.sqlite3");
+    let mut config = prosody.gateway_config(&db, "");
+    config.foreign_hosts.insert(FOREIGN.into(), foreign.addr);
+    config.server = link.addr.to_string();
+    let gateway = Gateway::start(config).await?;
+
+    let ledger_: Shared = Arc::default();
+    let (sending_tx, sending) = watch::channel(true);
+    let mut tasks = Vec::new();
+    for (a, m, b) in &names {
+        let mut phone = Client::connect(&prosody, a, LOCAL, "Work/phone").await?;
+        phone.go_online().await;
+        register_ok(&mut phone, &format!("{m}@{FOREIGN}")).await;
+        let work = gw_jid(&format!("{m}@{FOREIGN}/Work"));
+        phone
+            .expect("the foreign session up", |e| {
+                e.name() == "presence" && e.attr("from") == Some(work.as_str())
+            })
+            .await;
+        let mut bob = Client::connect(&prosody, b, FOREIGN, "pc").await?;
+        bob.go_online().await;
+        let bob_gw = gw_jid(&format!("{b}@{FOREIGN}/pc"));
+        tasks.push(tokio::spawn(drive(
+            phone,
+            a.to_string(),
+            bob_gw.clone(),
+            bob_gw,
+            sending.clone(),
+            ledger_.clone(),
+        )));
+        tasks.push(tokio::spawn(drive(
+            bob,
+            b.to_string(),
+            format!("{m}@{FOREIGN}/Work"),
+            format!("{m}@{FOREIGN}/Work"),
+            sending.clone(),
+            ledger_.clone(),
+        )));
+    }
+
+    let end = tokio::time::Instant::now() + Duration::from_secs_f64(minutes * 60.0);
+    let mut faults = BTreeMap::<&str, u32>::new();
+    let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    while tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(2000 + next() % 3000)).await;
+        let at = ledger(&ledger_).sent.len();
+        let kind = next() % 3;
+        println!("  fault {kind} after {at} sent");
+        match kind {
+            0 => {
+                // Resumable: cut, the reconnect goes through at once.
+                foreign.cut();
+                *faults.entry("foreign cut, resumed").or_default() += 1;
+            }
+            1 => {
+                // Longer than hibernation: nothing can be resumed.
+                foreign.set_mode(Mode::Refuse);
+                foreign.cut();
+                tokio::time::sleep(Duration::from_secs(u64::from(HIBERNATION_SECS) + 2)).await;
+                foreign.set_mode(Mode::Pass);
+                *faults.entry("foreign outage past hibernation").or_default() += 1;
+            }
+            _ => {
+                link.set_mode(Mode::Refuse);
+                link.cut();
+                tokio::time::sleep(Duration::from_millis(500 + next() % 1500)).await;
+                link.set_mode(Mode::Pass);
+                *faults.entry("component link outage").or_default() += 1;
+            }
+        }
+    }
+    // Stop sending and let everything settle: until nothing has moved for
+    // a while (the foreign reconnect backoff can reach 8 s).
+    sending_tx.send_replace(false);
+    let mut last = (0, 0);
+    let mut quiet = 0;
+    while quiet < 15 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = {
+            let l = ledger(&ledger_);
+            (l.delivered.len(), l.errored.len())
+        };
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
+    }
+    gateway.stop().await?;
+    for t in tasks {
+        t.abort();
+    }
+
+    let l = ledger(&ledger_);
+    let lost: Vec<&String> = l
+        .sent
+        .iter()
+        .filter(|id| !l.delivered.contains_key(*id) && !l.errored.contains(*id))
+        .collect();
+    let duplicated = l.delivered.values().filter(|n| **n > 1).count();
+    println!("soak: {minutes} min, {ACCOUNTS} accounts, both ways");
+    for (fault, n) in &faults {
+        println!("  fault: {fault}: {n}");
+    }
+    println!("  sent: {}", l.sent.len());
+    println!("  delivered: {}", l.delivered.len());
+    println!("  errored: {}", l.errored.len());
+    println!("  lost: {}", lost.len());
+    println!("  duplicated: {duplicated}");
+    println!(
+        "  peak RSS (gateway, Prosody's clients and the harness): {} KiB",
+        peak_rss_kib()
+    );
+    if !lost.is_empty() || duplicated > 0 {
+        let some: Vec<&&String> = lost.iter().take(20).collect();
+        bail!(
+            "lost {} (first: {some:?}), duplicated {duplicated}",
+            lost.len()
+        );
+    }
+    Ok(())
+}
