@@ -32,18 +32,17 @@ fn main() -> Result<()> {
         "soak" => {
             setup()?;
             cargo(&["build", "--quiet", "-p", "pizzja-tests", "--bin", "soak"])?;
-            let minutes = std::env::args()
-                .skip_while(|a| a != "--minutes")
-                .nth(1)
-                .unwrap_or_else(|| "1".into());
-            run(Command::new(target_dir().join("debug/soak")).args(["--minutes", &minutes]))
+            // Its own arguments (--minutes N, --faults 012) go through.
+            run(Command::new(target_dir().join("debug/soak")).args(std::env::args().skip(2)))
         }
         "bench" => {
             setup()?;
             bench(std::env::args().any(|a| a == "--smoke"))
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup|demo|test|soak [--minutes N]|bench [--smoke]>");
+            eprintln!(
+                "usage: cargo xtask <setup|demo|test|soak [--minutes N] [--faults 012]|bench [--smoke]>"
+            );
             std::process::exit(2);
         }
     }

@@ -6,7 +6,8 @@
 //! anything was lost or doubled.
 //!
 //! Faults: 0 a cut the foreign server resumes; 1 a foreign outage longer
-//! than its hibernation; 2 an outage of the component link.
+//! than its hibernation; 2 an outage of the component link
+//! (`--faults 01` runs only the first two).
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
@@ -169,6 +170,18 @@ async fn main() -> Result<()> {
         )));
     }
 
+    // `--faults 01` limits the faults to those kinds (default: all three).
+    let kinds: Vec<u64> = std::env::args()
+        .skip_while(|a| a != "--faults")
+        .nth(1)
+        .unwrap_or_else(|| "012".into())
+        .chars()
+        .filter_map(|c| c.to_digit(10).map(u64::from))
+        .filter(|k| *k < 3)
+        .collect();
+    if kinds.is_empty() {
+        bail!("--faults takes digits 0, 1 and 2");
+    }
     let end = tokio::time::Instant::now() + Duration::from_secs_f64(minutes * 60.0);
     let mut faults = BTreeMap::<&str, u32>::new();
     let mut seed = 0x2545_F491_4F6C_DD1D_u64;
@@ -181,7 +194,7 @@ async fn main() -> Result<()> {
     while tokio::time::Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(2000 + next() % 3000)).await;
         let at = ledger(&ledger_).sent.len();
-        let kind = next() % 3;
+        let kind = kinds[(next() % kinds.len() as u64) as usize];
         println!("  fault {kind} after {at} sent");
         match kind {
             0 => {
