@@ -9,6 +9,9 @@ use pizzja_tests::proxy::{FaultProxy, Mode};
 use pizzja_tests::*;
 use std::collections::BTreeMap;
 
+/// me's foreign session, as bob writes to it.
+const WORK: &str = "me@foreign.test/Work";
+
 /// A cut XEP-0198 session lives this long on the foreign server.
 const HIBERNATION_SECS: u32 = 2;
 
@@ -245,7 +248,7 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
         })
         .await;
     // Bob writes while me/Work is gone: only the archive has it.
-    let missed = bob_writes_to_bare(&mut s.bob, "gap", 3).await;
+    let missed = bob_writes(&mut s.bob, ME, "gap", 3).await;
     s.proxy.set_mode(Mode::Pass);
 
     // Back: bound again, its presence restored, the batch sent again, and
@@ -325,14 +328,15 @@ async fn refused_attempts(proxy: &FaultProxy, n: u64) {
     }
 }
 
-/// Bob writes `n` messages to me/Work and knows the server has routed them
-/// (its ping's answer comes after them).
-async fn bob_writes(bob: &mut Client, prefix: &str, n: usize) -> Vec<String> {
+/// Bob writes `n` messages to `to` (me/Work, or me's bare JID when no
+/// resource of me is online and only the archive keeps them) and knows the
+/// server has routed them (its ping's answer comes after them).
+async fn bob_writes(bob: &mut Client, to: &str, prefix: &str, n: usize) -> Vec<String> {
     let mut sent = Vec::new();
     for i in 0..n {
         let id = format!("{prefix}-{i}");
         bob.send(&format!(
-            "<message type='chat' to='me@foreign.test/Work' id='{id}'><body>{id}</body></message>"
+            "<message type='chat' to='{to}' id='{id}'><body>{id}</body></message>"
         ))
         .await;
         sent.push(id);
@@ -355,7 +359,7 @@ async fn while_the_component_link_is_down_sessions_stay_and_what_they_receive_wa
     s.proxy.set_mode(Mode::Refuse);
     s.proxy.cut();
     refused_attempts(&s.proxy, 1).await;
-    let sent = bob_writes(&mut s.bob, "c", 10).await;
+    let sent = bob_writes(&mut s.bob, WORK, "c", 10).await;
     // Received by the session while the link is down, then waiting for it.
     refused_attempts(&s.proxy, 1).await;
     s.proxy.set_mode(Mode::Pass);
@@ -543,7 +547,7 @@ async fn what_arrives_while_the_gateway_is_down_comes_from_the_archive_once_with
     let from_bob =
         |e: &minidom::Element| e.name() == "message" && e.attr("from") == Some(from.as_str());
     // A live message first: the session learns where it is in the archive.
-    bob_writes(&mut s.bob, "live", 1).await;
+    bob_writes(&mut s.bob, WORK, "live", 1).await;
     s.phone.expect("the live message", from_bob).await;
 
     let prosody = &s._prosody;
@@ -561,25 +565,7 @@ async fn what_arrives_while_the_gateway_is_down_comes_from_the_archive_once_with
                 && e.attr("type") == Some("unavailable")
         })
         .await;
-    let mut written = Vec::new();
-    for i in 0..5 {
-        let id = format!("away-{i}");
-        s.bob
-            .send(&format!(
-                "<message type='chat' to='me@foreign.test' id='{id}'><body>{id}</body></message>"
-            ))
-            .await;
-        written.push(id);
-    }
-    let ping = "away-ping";
-    s.bob
-        .send(&format!(
-            "<iq type='get' id='{ping}' to='{FOREIGN}'><ping xmlns='urn:xmpp:ping'/></iq>"
-        ))
-        .await;
-    s.bob
-        .expect("the server's answer", |e| e.attr("id") == Some(ping))
-        .await;
+    let written = bob_writes(&mut s.bob, ME, "away", 5).await;
 
     let mut config = prosody.gateway_config(&db, "");
     config.foreign_hosts.insert(FOREIGN.into(), s.proxy.addr);
@@ -601,7 +587,7 @@ async fn what_arrives_while_the_gateway_is_down_comes_from_the_archive_once_with
     assert_eq!(arrived, written, "each once, in order");
     // Nothing more from the archive: a live message comes next, and the
     // one before the restart did not come again.
-    bob_writes(&mut s.bob, "after", 1).await;
+    bob_writes(&mut s.bob, WORK, "after", 1).await;
     let next = s.phone.expect("the next live message", from_bob).await;
     assert_eq!(body(&next).as_deref(), Some("after-0"));
     assert!(
@@ -616,30 +602,6 @@ async fn what_arrives_while_the_gateway_is_down_comes_from_the_archive_once_with
         .stop()
         .await
         .expect("stops");
-}
-
-/// Bob writes `n` messages to me's bare JID (no resource of me is online:
-/// only the archive keeps them) and knows the server has them.
-async fn bob_writes_to_bare(bob: &mut Client, prefix: &str, n: usize) -> Vec<String> {
-    let mut sent = Vec::new();
-    for i in 0..n {
-        let id = format!("{prefix}-{i}");
-        bob.send(&format!(
-            "<message type='chat' to='{ME}' id='{id}'><body>{id}</body></message>"
-        ))
-        .await;
-        sent.push(id);
-    }
-    let ping = format!("{prefix}-ping");
-    bob.send(&format!(
-        "<iq type='get' id='{ping}' to='{FOREIGN}'><ping xmlns='urn:xmpp:ping'/></iq>"
-    ))
-    .await;
-    bob.expect("the server's answer", |e| {
-        e.attr("id") == Some(ping.as_str())
-    })
-    .await;
-    sent
 }
 
 #[tokio::test]
