@@ -4,7 +4,7 @@
 
 use crate::account::{self, Input};
 use crate::services::{self, Accounts, Control, Services, gateway, presence, probe};
-use crate::xmpp::Kind;
+use crate::xmpp::{Kind, error_reply};
 use jid::{BareJid, Jid};
 use minidom::Element;
 use std::sync::Arc;
@@ -205,14 +205,22 @@ impl Router {
         };
         match tx.stanza(el) {
             Ok(()) => {}
+            Err(account::NotQueued::Full(el))
+                if kind == Kind::Presence && type_ == "unavailable" =>
+            {
+                // A controller leaving is never refused.
+                tx.tell(Input::Presence(el));
+            }
             Err(account::NotQueued::Full(el)) => {
                 if let Some(total) = account::count_overload(&self.services.overload) {
                     warn!(%local, total, "an account's queue is full; refusing stanzas");
                 }
+                // Without waiting: the link may be waiting on the router, and
+                // a flood's refusals are not worth a stall.
                 let text = "the gateway is busy with this account's stanzas; send it again later";
-                self.services
-                    .reply_error(&el, "wait", "resource-constraint", text)
-                    .await;
+                if let Some(reply) = error_reply(&el, "wait", "resource-constraint", Some(text)) {
+                    let _ = self.services.to_local.try_send(reply);
+                }
             }
             Err(account::NotQueued::Gone(_)) => {
                 // The task ended on its own (it never should); start afresh next time.

@@ -52,6 +52,17 @@ pub enum Purpose {
     Located,
 }
 
+/// An archive query of the host's own, in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// The session it went through.
+    pub session: String,
+    /// What it is for.
+    pub purpose: Purpose,
+    /// The position it asked from (empty for [`Purpose::Locate`]).
+    pub after: String,
+}
+
 /// The position of a session whose archive was empty when it looked: a
 /// catch-up then asks for everything there is.
 pub const FROM_THE_START: &str = "";

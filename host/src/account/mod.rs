@@ -40,6 +40,10 @@ pub enum Input {
     /// The link to the local server has been down for the grace period:
     /// controllers are as good as gone.
     LinkLost,
+    /// A controller's unavailable presence that found the stanza queue
+    /// full: it must not be lost, or the account would never learn that
+    /// the controller left.
+    Presence(Element),
     /// Describe the account's controllers and sessions (ad-hoc commands).
     Status(tokio::sync::oneshot::Sender<String>),
     /// Close everything and stop.
@@ -128,6 +132,8 @@ enum Timer {
     Sweep(u64),
     /// A stanza held for its sender's presence has waited long enough.
     Held,
+    /// An archive query of the host's own got no answer in time.
+    Archive(String),
 }
 
 struct Session {
@@ -152,9 +158,8 @@ struct Account {
     /// The SCRAM salted password of the foreign logins, read from the
     /// database when the first session opens.
     salted: Option<SaltedCache>,
-    /// Archive queries of the host's own in flight: id to session and
-    /// purpose.
-    catchups: HashMap<String, (String, archive::Purpose)>,
+    /// Archive queries of the host's own in flight, by query id.
+    catchups: HashMap<String, archive::Query>,
     /// Per session: the archive ids delivered last.
     seen: HashMap<String, archive::Seen>,
 }
@@ -198,10 +203,18 @@ impl Account {
         mut timers: mpsc::UnboundedReceiver<Timer>,
     ) {
         debug!(local = %self.reg.local, "account task started");
+        /// The rest, taken in turn: a flood on one side must not starve
+        /// the other.
+        enum Next {
+            Stanza(Element),
+            Report(Tag, Report),
+            Timer(Timer),
+        }
         loop {
             tokio::select! {
-                // What the router said before a stanza is taken before it
-                // (a link reset before the probe answers that follow it).
+                // What the router said is taken before the stanzas queued
+                // after it (a link reset before the probe answers that
+                // follow it).
                 biased;
                 input = inputs.recv() => match input {
                     Some(Input::LinkReset) => {
@@ -212,18 +225,36 @@ impl Account {
                         let reset = self.controllers.link_reset();
                         self.sweep(reset).await;
                     }
+                    Some(Input::Presence(el)) => self.on_local_input(el).await,
                     Some(Input::Status(reply)) => {
                         let _ = reply.send(self.status());
                     },
                     Some(Input::Shutdown) | None => break,
                 },
-                Some(el) = stanzas.recv() => self.on_local_input(el).await,
-                Some((tag, report)) = reports.recv() => self.on_report(tag, report).await,
-                Some(timer) = timers.recv() => self.on_timer(timer).await,
+                next = async {
+                    tokio::select! {
+                        Some(el) = stanzas.recv() => Next::Stanza(el),
+                        Some((tag, report)) = reports.recv() => Next::Report(tag, report),
+                        Some(timer) = timers.recv() => Next::Timer(timer),
+                        // The task holds the senders of reports and timers.
+                        else => std::future::pending().await,
+                    }
+                } => match next {
+                    Next::Stanza(el) => self.on_local_input(el).await,
+                    Next::Report(tag, report) => self.on_report(tag, report).await,
+                    Next::Timer(timer) => self.on_timer(timer).await,
+                },
+            }
+        }
+        // What was still queued, or held, is answered: never dropped.
+        stanzas.close();
+        let text = "the gateway stopped serving this account; send it again";
+        while let Ok(el) = stanzas.try_recv() {
+            if let Some(reply) = error_reply(&el, "wait", "service-unavailable", Some(text)) {
+                self.to_local(reply).await;
             }
         }
         for held in self.controllers.take_held() {
-            let text = "the gateway stopped serving this account; send it again";
             if let Some(reply) = error_reply(&held.el, "wait", "service-unavailable", Some(text)) {
                 self.to_local(reply).await;
             }
@@ -310,6 +341,9 @@ impl Account {
         match timer {
             Timer::Sweep(reset) => self.sweep(reset).await,
             Timer::Held => self.release_held().await,
+            Timer::Archive(id) => {
+                self.catchups.remove(&id);
+            }
             Timer::Outbound(id) => {
                 if let Some(p) = self.iqs.expire_outbound(&id) {
                     let error = p.timeout_error(&self.reg.local, &self.env.gateway);

@@ -80,6 +80,7 @@ impl Account {
             }
             Report::Closed => {
                 self.sessions.remove(&session);
+                self.forget_archive(&session);
             }
         }
     }
@@ -104,49 +105,52 @@ impl Account {
         }
     }
 
-    /// Asks F's archive what session A missed since its position, if it
-    /// has one (a session that never saw an archived message has nothing to
-    /// catch up with).
+    /// Asks F's archive what session A missed since its position; a session
+    /// with no position yet looks up where the archive ends instead, so
+    /// that a later gap has a position to catch up from.
     async fn catch_up(&mut self, session: &str) {
-        let position = match self.env.storage.archive_position(&self.reg.local, session) {
-            Ok(Some(p)) => p,
+        match self.env.storage.archive_position(&self.reg.local, session) {
+            Ok(Some(p)) => {
+                self.ask_archive(session, archive::Purpose::CatchUp, p)
+                    .await
+            }
             Ok(None) => {
-                // Nothing archived seen yet: find where the archive ends, so
-                // that a later gap has a position to catch up from.
-                let id = super::iq::fresh_id();
-                let purpose = archive::Purpose::Locate;
-                self.catchups
-                    .insert(id.clone(), (session.to_string(), purpose));
-                let out = Outgoing {
-                    stanza: archive::locate(&id),
-                    origin: None,
-                };
-                self.send_session(session, out).await;
-                return;
+                self.ask_archive(session, archive::Purpose::Locate, String::new())
+                    .await
             }
             Err(e) => {
                 warn!(local = %self.reg.local, session, error = %e, "could not read the archive position; not catching up");
-                return;
             }
-        };
-        self.query_archive(session, &position).await;
+        }
     }
 
-    async fn query_archive(&mut self, session: &str, after: &str) {
-        let id = super::iq::fresh_id();
-        debug!(local = %self.reg.local, session, after, "asking the archive what came after");
-        let purpose = archive::Purpose::CatchUp;
-        self.catchups
-            .insert(id.clone(), (session.to_string(), purpose));
+    async fn ask_archive(&mut self, session: &str, purpose: archive::Purpose, after: String) {
+        // Random, not the IQ counter: a contact who sees our IQ ids must
+        // not be able to guess a query's and forge its results.
+        let id = format!("pz-mam-{:016x}", rand::random::<u64>());
+        let stanza = match purpose {
+            archive::Purpose::Locate => archive::locate(&id),
+            _ => {
+                debug!(local = %self.reg.local, session, after, "asking the archive what came after");
+                archive::query(&id, &after)
+            }
+        };
+        let query = archive::Query {
+            session: session.to_string(),
+            purpose,
+            after,
+        };
+        self.catchups.insert(id.clone(), query);
+        self.arm(super::Timer::Archive(id));
         let out = Outgoing {
-            stanza: archive::query(&id, after),
+            stanza,
             origin: None,
         };
         self.send_session(session, out).await;
     }
 
-    /// Keeps where session A is in the archive, in memory and (through the
-    /// writer) in the database.
+    /// Keeps where session A is in the archive (through the writer, in the
+    /// database).
     fn keep_position(&mut self, session: &str, id: String) {
         let _ = self
             .env
@@ -154,76 +158,105 @@ impl Account {
             .send((self.reg.local.clone(), session.to_string(), id));
     }
 
+    /// Whether a catch-up of session A is under way: live messages then do
+    /// not move its position (the pages still to come are older).
+    fn catching_up(&self, session: &str) -> bool {
+        self.catchups
+            .values()
+            .any(|q| q.session == session && q.purpose == archive::Purpose::CatchUp)
+    }
+
+    /// Forgets the archive state of a session that ended.
+    pub(super) fn forget_archive(&mut self, session: &str) {
+        self.catchups.retain(|_, q| q.session != session);
+        self.seen.remove(session);
+    }
+
     /// Answers to the host's own archive queries: result messages are
     /// unwrapped and decided like live ones; the final answer asks for the
-    /// next page or ends the catch-up. Whether `el` was one.
+    /// next page or ends the catch-up. Whether `el` was one. Only the
+    /// account's own server answers for its archive: anything else with a
+    /// matching query id is not an answer.
     async fn on_archive(&mut self, session: &str, el: &Element) -> bool {
+        if !super::iq::same_peer(None, el.attr("from"), &self.reg.foreign) {
+            return false;
+        }
         match Kind::of(el) {
             Some(Kind::Message) => {
-                let Some(qid) = archive::result_queryid(el) else {
+                let Some(qid) = archive::result_queryid(el).map(str::to_string) else {
                     return false;
                 };
-                let Some((asked, purpose)) = self.catchups.get(qid).cloned() else {
+                let Some(purpose) = self
+                    .catchups
+                    .get(&qid)
+                    .filter(|q| q.session == session)
+                    .map(|q| q.purpose)
+                else {
                     return false;
                 };
-                if asked != session {
-                    return false;
-                }
-                if let Some(found) = archive::unwrap(el) {
-                    if purpose != archive::Purpose::CatchUp {
-                        let located = (asked.clone(), archive::Purpose::Located);
-                        self.catchups.insert(qid.to_string(), located);
-                        self.keep_position(session, found.id);
-                        return true;
-                    }
-                    let fresh = self
-                        .seen
-                        .entry(session.to_string())
-                        .or_default()
-                        .first_time(&found.id);
-                    if fresh && !archive::is_own(&found.message, &self.reg.foreign) {
-                        let event = wit::Event::Foreign(wit::ForeignStanza {
-                            session: session.to_string(),
-                            stanza: wit::Stanza::of(Kind::Message, &found.message),
-                            answers: None,
-                        });
-                        let current = Current {
-                            stanza: Some(found.message),
-                            side: Side::Foreign {
-                                session: session.to_string(),
-                            },
-                        };
-                        self.decide_and_apply(event, current).await;
+                let Some(found) = archive::unwrap(el) else {
+                    return true;
+                };
+                if purpose != archive::Purpose::CatchUp {
+                    if let Some(q) = self.catchups.get_mut(&qid) {
+                        q.purpose = archive::Purpose::Located;
                     }
                     self.keep_position(session, found.id);
+                    return true;
                 }
+                let fresh = self
+                    .seen
+                    .entry(session.to_string())
+                    .or_default()
+                    .first_time(&found.id);
+                if fresh && !archive::is_own(&found.message, &self.reg.foreign) {
+                    let event = wit::Event::Foreign(wit::ForeignStanza {
+                        session: session.to_string(),
+                        stanza: wit::Stanza::of(Kind::Message, &found.message),
+                        answers: None,
+                    });
+                    let current = Current {
+                        stanza: Some(found.message),
+                        side: Side::Foreign {
+                            session: session.to_string(),
+                        },
+                    };
+                    self.decide_and_apply(event, current).await;
+                }
+                self.keep_position(session, found.id);
                 true
             }
             Some(Kind::Iq) => {
-                let id = el.attr("id").unwrap_or("");
                 let type_ = el.attr("type").unwrap_or("");
                 if !(type_ == "result" || type_ == "error") {
                     return false;
                 }
-                let Some((asked, purpose)) = self.catchups.remove(id) else {
+                let id = el.attr("id").unwrap_or("");
+                if self.catchups.get(id).is_none_or(|q| q.session != session) {
+                    return false;
+                }
+                let Some(q) = self.catchups.remove(id) else {
                     return false;
                 };
-                match archive::fin(el) {
+                match (q.purpose, type_, archive::fin(el)) {
                     // An empty archive: later gaps catch up from its start.
-                    Some(_) if purpose == archive::Purpose::Locate => {
-                        self.keep_position(&asked, archive::FROM_THE_START.to_string());
+                    (archive::Purpose::Locate, "result", _) => {
+                        self.keep_position(session, archive::FROM_THE_START.to_string());
                     }
-                    Some((false, Some(last)))
-                        if type_ == "result" && purpose == archive::Purpose::CatchUp =>
+                    (archive::Purpose::CatchUp, "result", Some((false, Some(last))))
+                        if last != q.after =>
                     {
-                        self.query_archive(&asked, &last).await;
+                        self.ask_archive(session, archive::Purpose::CatchUp, last)
+                            .await;
                     }
-                    Some(_) => {
-                        debug!(local = %self.reg.local, session, "caught up with the archive")
+                    (archive::Purpose::CatchUp, "error", _) => {
+                        // The position is gone from the archive (expired, or
+                        // another account's): start again from its end.
+                        warn!(local = %self.reg.local, session, "the archive refused the position; starting from its end");
+                        self.ask_archive(session, archive::Purpose::Locate, String::new())
+                            .await;
                     }
-                    None => {
-                        debug!(local = %self.reg.local, session, "the foreign server offers no archive to catch up from")
-                    }
+                    _ => debug!(local = %self.reg.local, session, "done with the archive"),
                 }
                 true
             }
@@ -276,7 +309,9 @@ impl Account {
             },
         };
         self.decide_and_apply(event, current).await;
-        if let Some(id) = archived {
+        if let Some(id) = archived
+            && !self.catching_up(&session)
+        {
             self.keep_position(&session, id);
         }
     }

@@ -8,7 +8,8 @@
 //! session keeps each stanza until its token says the server has it, and
 //! after a rebind sends again, in order, what was lost: first F/A's last
 //! broadcast presence (the new session has none), then the lost stanzas,
-//! then what waited meanwhile.
+//! then what waited meanwhile. (Stanzas the stream still had queued,
+//! unwritten, at the cut go out on the new stream first, by themselves.)
 //!
 //! Stanzas wait in the session's own outbox, bounded, and are handed to the
 //! stream only while it is up and has room: a session that waited on a

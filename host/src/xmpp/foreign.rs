@@ -355,7 +355,13 @@ impl Online {
     /// stanza stays tracked until the server has it.
     async fn flush(&mut self, report: &impl Fn(Report)) {
         self.delivery.forget_delivered();
-        while self.up && self.delivery.queued() < self.depth {
+        // A server that never acknowledges must not make the stanzas in
+        // flight grow without bound: past four times the stream's depth,
+        // what is left waits (and past the outbox's bound, is refused).
+        while self.up
+            && self.delivery.queued() < self.depth
+            && self.delivery.in_flight() < self.depth * 4
+        {
             let Some(out) = self.delivery.take_next() else {
                 break;
             };
