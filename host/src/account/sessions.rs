@@ -209,7 +209,9 @@ impl Account {
                     .entry(session.to_string())
                     .or_default()
                     .first_time(&found.id);
-                if fresh && !archive::is_own(&found.message, &self.reg.foreign) {
+                let own = archive::is_own(&found.message, &self.reg.foreign);
+                debug!(local = %self.reg.local, session, id = %found.id, fresh, own, from = ?found.message.attr("from"), "archived message");
+                if fresh && !own {
                     let event = wit::Event::Foreign(wit::ForeignStanza {
                         session: session.to_string(),
                         stanza: wit::Stanza::of(Kind::Message, &found.message),
