@@ -3,8 +3,8 @@
 //! sender's account task, started on first use.
 
 use crate::account::{self, Input};
-use crate::services::{self, Accounts, Control, Services, gateway, presence, probe};
-use crate::xmpp::{Kind, error_reply};
+use crate::services::{self, Accounts, Control, Services, gateway, probe};
+use crate::xmpp::{Kind, error_reply, presence};
 use jid::{BareJid, Jid};
 use minidom::Element;
 use std::sync::Arc;

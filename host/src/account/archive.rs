@@ -5,7 +5,7 @@
 //! each message on as if it had just arrived, with its original time
 //! (XEP-0203) and never twice.
 
-use crate::xmpp::{NS_CLIENT, set_attr};
+use crate::xmpp::{NS_CLIENT, ncname, set_attr};
 use jid::{BareJid, Jid};
 use minidom::Element;
 use std::collections::VecDeque;
@@ -83,11 +83,11 @@ pub fn query(id: &str, after: &str) -> Element {
 
 fn paged(id: &str, from: Option<Element>, max: usize) -> Element {
     let form = Element::builder("x", NS_DATA)
-        .attr(nc("type"), "submit")
+        .attr(ncname("type"), "submit")
         .append(
             Element::builder("field", NS_DATA)
-                .attr(nc("var"), "FORM_TYPE")
-                .attr(nc("type"), "hidden")
+                .attr(ncname("var"), "FORM_TYPE")
+                .attr(ncname("type"), "hidden")
                 .append(Element::builder("value", NS_DATA).append(NS_MAM).build())
                 .build(),
         )
@@ -103,7 +103,7 @@ fn paged(id: &str, from: Option<Element>, max: usize) -> Element {
         set.append_child(from);
     }
     let query = Element::builder("query", NS_MAM)
-        .attr(nc("queryid"), id)
+        .attr(ncname("queryid"), id)
         .append(form)
         .append(set)
         .build();
@@ -112,10 +112,6 @@ fn paged(id: &str, from: Option<Element>, max: usize) -> Element {
     set_attr(&mut iq, "id", Some(id.into()));
     iq.append_child(query);
     iq
-}
-
-fn nc(name: &str) -> rxml::NcName {
-    rxml::NcName::try_from(name).expect("static attribute names are NCNames")
 }
 
 /// The `queryid` of an archive result message, if `message` is one.

@@ -18,7 +18,7 @@ use crate::policy::bindings as wit;
 use crate::storage::{KeptSalted, Registration, Storage};
 use crate::xmpp::foreign::{Command, Dialer, Outgoing, Report};
 use crate::xmpp::scram::SaltedCache;
-use crate::xmpp::{Kind, NS_CLIENT, error_reply, set_attr, to_xml};
+use crate::xmpp::{Kind, error_reply, set_attr, to_xml};
 use controllers::{CONFIRM_GRACE, Controllers, Origin, ProbeWindow};
 use iq::IqTracker;
 use minidom::Element;
@@ -370,14 +370,8 @@ impl Account {
     async fn sweep(&mut self, reset: u64) {
         for resource in self.controllers.unconfirmed_after(reset) {
             info!(local = %self.reg.local, %resource, "controller did not come back after the link reset");
-            let mut p = Element::bare("presence", NS_CLIENT);
-            set_attr(&mut p, "type", Some("unavailable".into()));
-            set_attr(
-                &mut p,
-                "from",
-                Some(format!("{}/{resource}", self.reg.local)),
-            );
-            set_attr(&mut p, "to", Some(self.env.gateway.clone()));
+            let from = format!("{}/{resource}", self.reg.local);
+            let p = crate::xmpp::presence(&from, &self.env.gateway, Some("unavailable"));
             let origin = Origin::of(&p);
             self.on_local(p, origin).await;
         }

@@ -6,6 +6,7 @@
 use super::{Accounts, Services, result};
 use crate::account::{Handle, Input};
 use crate::policy::{PolicyEvent, reload};
+use crate::xmpp::ncname;
 use jid::BareJid;
 use minidom::Element;
 use std::sync::Arc;
@@ -42,10 +43,6 @@ pub fn info(node: &str, admin: bool) -> Option<DiscoInfoResult> {
         features: [NS, "jabber:x:data"].map(str::to_string).into(),
         extensions: Vec::new(),
     })
-}
-
-fn nc(name: &str) -> rxml::NcName {
-    rxml::NcName::try_from(name).expect("static attribute names are NCNames")
 }
 
 /// Executes a one-stage command; the answer is a completed command with a
@@ -101,12 +98,12 @@ pub async fn execute(
             _ => ("info", status_of(scope).await),
         };
         let command = Element::builder("command", NS)
-            .attr(nc("node"), node.as_str())
-            .attr(nc("status"), "completed")
-            .attr(nc("sessionid"), request.attr("id").unwrap_or("s"))
+            .attr(ncname("node"), node.as_str())
+            .attr(ncname("status"), "completed")
+            .attr(ncname("sessionid"), request.attr("id").unwrap_or("s"))
             .append(
                 Element::builder("note", NS)
-                    .attr(nc("type"), kind)
+                    .attr(ncname("type"), kind)
                     .append(note)
                     .build(),
             )

@@ -1,8 +1,8 @@
 //! XEP-0100: Gateway Interaction. JID translation (`jabber:iq:gateway`)
 //! and the subscription handshake between T and its registered users.
 
-use super::{Services, presence, result};
-use crate::xmpp::set_attr;
+use super::{Services, result};
+use crate::xmpp::{presence, set_attr};
 use jid::BareJid;
 use minidom::Element;
 

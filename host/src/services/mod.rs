@@ -147,15 +147,6 @@ pub fn result(request: &Element, payload: Option<Element>) -> Element {
     iq
 }
 
-/// A presence from `from` to `to`, of `type_` (none: available).
-pub fn presence(from: &str, to: &str, type_: Option<&str>) -> Element {
-    let mut p = Element::bare("presence", NS_CLIENT);
-    set_attr(&mut p, "from", Some(from.to_string()));
-    set_attr(&mut p, "to", Some(to.to_string()));
-    set_attr(&mut p, "type", type_.map(str::to_string));
-    p
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

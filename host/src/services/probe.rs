@@ -3,7 +3,8 @@
 //! registered user, so that sessions come back for controllers already
 //! online.
 
-use super::{Services, presence};
+use super::Services;
+use crate::xmpp::presence;
 use std::sync::Arc;
 use tracing::{info, warn};
 

@@ -195,7 +195,7 @@ impl<T: Tracked> Delivery<T> {
     /// and what failed, for its sender. Stanzas still queued in the stream
     /// go out by themselves.
     pub fn rebound(&mut self) -> (usize, Vec<(Outgoing, String)>) {
-        let failed = self.settle();
+        let mut failed = Vec::new();
         let mut again = Vec::new();
         if let Some(p) = &self.last_presence {
             again.push(Outgoing {
@@ -206,8 +206,10 @@ impl<T: Tracked> Delivery<T> {
         let mut kept = VecDeque::new();
         for mut f in self.inflight.drain(..) {
             match f.token.outcome(f.sm) {
+                Outcome::Delivered => {}
+                Outcome::Failed(why) => failed.push((f.out, why)),
                 Outcome::Lost => again.push(f.out),
-                _ => kept.push_back(f),
+                Outcome::Pending => kept.push_back(f),
             }
         }
         self.inflight = kept;

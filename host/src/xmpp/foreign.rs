@@ -7,7 +7,6 @@ use super::delivery::Delivery;
 use super::login::{classify, login};
 use futures::StreamExt;
 use minidom::Element;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -158,7 +157,7 @@ async fn run(
     // forever and say nothing (docs/dependencies.md, pitfall 4). The login
     // deadline starts once a login slot is free: waiting for one is the
     // gateway's own queue, not the foreign server being slow.
-    let mut waiting: VecDeque<Outgoing> = VecDeque::new();
+    let mut delivery = Delivery::new(params.queue_limit);
     let logging_in = async {
         let permit = params.logins.clone().acquire_owned().await.ok();
         let deadline = tokio::time::Instant::now() + params.login_timeout;
@@ -171,12 +170,12 @@ async fn run(
                 (Ok(conn), permit, deadline) => break (conn, permit, deadline),
                 (Err(reason), ..) => {
                     warn!(%jid, %reason, "foreign login failed");
-                    report(Report::Failed { reason, unsent: waiting.into() });
+                    report(Report::Failed { reason, unsent: delivery.unsent() });
                     return;
                 }
             },
             cmd = commands.recv() => match cmd {
-                Some(Command::Send(out)) => queue(&mut waiting, *out, params.queue_limit, &report),
+                Some(Command::Send(out)) => queue(&mut delivery, *out, &report),
                 Some(Command::Close) | None => {
                     report(Report::Closed);
                     return;
@@ -266,7 +265,7 @@ async fn run(
                 None => break Err(LoginFailure::Unreachable("the stream ended while binding".into())),
             },
             cmd = commands.recv() => match cmd {
-                Some(Command::Send(out)) => queue(&mut waiting, *out, params.queue_limit, &report),
+                Some(Command::Send(out)) => queue(&mut delivery, *out, &report),
                 Some(Command::Close) | None => {
                     stream.close().await;
                     report(Report::Closed);
@@ -287,7 +286,7 @@ async fn run(
             stream.close().await;
             report(Report::Failed {
                 reason,
-                unsent: waiting.into(),
+                unsent: delivery.unsent(),
             });
             return;
         }
@@ -297,16 +296,13 @@ async fn run(
     report(Report::Online);
     let mut online = Online {
         stream,
-        delivery: Delivery::new(params.queue_limit),
+        delivery,
         depth: params.queue_limit.max(1),
         sm,
         up: true,
         gap: None,
         told: false,
     };
-    for out in waiting {
-        online.queue(out, &report);
-    }
     online.flush(&report).await;
     online.serve(&jid, commands, fail_rx, handed, &report).await;
 }
@@ -342,15 +338,6 @@ async fn written(token: Option<StanzaToken>) {
 }
 
 impl Online {
-    /// Puts `out` in line; past the bound its sender gets
-    /// `resource-constraint`.
-    fn queue(&mut self, out: Outgoing, report: &impl Fn(Report)) {
-        if let Err(out) = self.delivery.wait(out) {
-            let why = "too many stanzas waiting for the foreign session";
-            report(Report::Rejected(*out, "resource-constraint", why.into()));
-        }
-    }
-
     /// Hands what waits to the stream while it is up and has room; each
     /// stanza stays tracked until the server has it.
     async fn flush(&mut self, report: &impl Fn(Report)) {
@@ -465,7 +452,7 @@ impl Online {
                     self.tell(f.to_string(), report);
                 },
                 cmd = commands.recv() => match cmd {
-                    Some(Command::Send(out)) => self.queue(*out, report),
+                    Some(Command::Send(out)) => queue(&mut self.delivery, *out, report),
                     Some(Command::Close) | None => {
                         drop(fail_rx);
                         self.stream.close().await;
@@ -490,11 +477,11 @@ impl Online {
     }
 }
 
-fn queue(waiting: &mut VecDeque<Outgoing>, out: Outgoing, limit: usize, report: &impl Fn(Report)) {
-    if waiting.len() >= limit {
-        let why = "too many stanzas waiting for the foreign login".to_string();
-        report(Report::Rejected(out, "resource-constraint", why));
-    } else {
-        waiting.push_back(out);
+/// Puts `out` in line; past the bound its sender gets
+/// `resource-constraint`.
+fn queue(delivery: &mut Delivery<StanzaToken>, out: Outgoing, report: &impl Fn(Report)) {
+    if let Err(out) = delivery.wait(out) {
+        let why = "too many stanzas waiting for the foreign session";
+        report(Report::Rejected(*out, "resource-constraint", why.into()));
     }
 }

@@ -65,7 +65,8 @@ pub fn rename_ns(mut el: Element, from: &str, to: &str) -> Element {
     out
 }
 
-fn ncname(name: &str) -> NcName {
+/// A static attribute name as rxml wants it.
+pub fn ncname(name: &str) -> NcName {
     NcName::try_from(name).expect("attribute names used by the host are valid NCNames")
 }
 
@@ -186,6 +187,15 @@ pub fn error_reply(
     set_attr(&mut reply, "to", stanza.attr("from").map(str::to_string));
     reply.append_child(error_element(type_, condition, text));
     Some(reply)
+}
+
+/// A presence from `from` to `to`, of `type_` (none: available).
+pub fn presence(from: &str, to: &str, type_: Option<&str>) -> Element {
+    let mut p = Element::bare("presence", NS_CLIENT);
+    set_attr(&mut p, "from", Some(from.to_string()));
+    set_attr(&mut p, "to", Some(to.to_string()));
+    set_attr(&mut p, "type", type_.map(str::to_string));
+    p
 }
 
 /// The namespace of an IQ's payload (its first child element).
