@@ -24,6 +24,18 @@ struct Setup {
     bob: Client,
 }
 
+impl Setup {
+    /// Stops the gateway (and with it, the foreign sessions).
+    async fn stop(mut self) {
+        self.gateway
+            .take()
+            .expect("running")
+            .stop()
+            .await
+            .expect("stops");
+    }
+}
+
 /// Which link the fault proxy sits on.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cut {
@@ -181,6 +193,12 @@ async fn collect(setup: &mut Setup, tally: &mut Tally, marker: &str) {
     tally.errored.extend(errors);
 }
 
+/// me/Work's own presence of `type_`, as bob sees it.
+fn me_work(e: &minidom::Element, type_: Option<&str>) -> bool {
+    e.name() == "presence" && e.attr("from") == Some(WORK) && e.attr("type") == type_
+}
+
+/// me/Work's presence of `type_`, as the controllers see it (from T).
 fn presence_of_work(e: &minidom::Element, type_: Option<&str>) -> bool {
     let from = gw_jid(&format!("{ME}/Work"));
     e.name() == "presence" && e.attr("from") == Some(from.as_str()) && e.attr("type") == type_
@@ -206,12 +224,7 @@ async fn a_cut_the_server_can_resume_loses_nothing_and_shows_nothing() {
             .any(|e| presence_of_work(e, Some("unavailable"))),
         "a resumed session is not announced as gone"
     );
-    s.gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -242,9 +255,7 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
     // The foreign server gives up the hibernating session: bob sees me/Work go.
     s.bob
         .expect("me/Work's session ended by the server", |e| {
-            e.name() == "presence"
-                && e.attr("from") == Some("me@foreign.test/Work")
-                && e.attr("type") == Some("unavailable")
+            me_work(e, Some("unavailable"))
         })
         .await;
     // Bob writes while me/Work is gone: only the archive has it.
@@ -257,11 +268,7 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
         .expect("me/Work available again", |e| presence_of_work(e, None))
         .await;
     s.bob
-        .expect("me/Work's presence restored", |e| {
-            e.name() == "presence"
-                && e.attr("from") == Some("me@foreign.test/Work")
-                && e.attr("type").is_none()
-        })
+        .expect("me/Work's presence restored", |e| me_work(e, None))
         .await;
     collect(&mut s, &mut tally, "h-end").await;
     tally.assert_all_delivered_once_in_order();
@@ -279,12 +286,7 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
         caught.push(body(&m).unwrap_or_default());
     }
     assert_eq!(caught, missed, "each once, in order");
-    s.gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -306,12 +308,7 @@ async fn stanzas_sent_during_an_outage_wait_and_go_out_when_it_ends() {
     collect(&mut s, &mut tally, "w-end").await;
     tally.assert_all_delivered_once_in_order();
     assert_eq!(tally.delivered.len(), 5);
-    s.gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
+    s.stop().await;
 }
 
 /// Waits until the proxy has refused `n` more connections: the gateway is
@@ -388,17 +385,10 @@ async fn while_the_component_link_is_down_sessions_stay_and_what_they_receive_wa
         })
         .await;
     assert!(
-        !s.bob.inbox().any(|e| e.name() == "presence"
-            && e.attr("from") == Some("me@foreign.test/Work")
-            && e.attr("type") == Some("unavailable")),
+        !s.bob.inbox().any(|e| me_work(e, Some("unavailable"))),
         "the foreign session stayed up"
     );
-    s.gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -417,11 +407,7 @@ async fn past_the_grace_period_sessions_close_and_come_back_with_the_link() {
     config.server = s.proxy.addr.to_string();
     config.link_grace = std::time::Duration::from_secs(1);
     s.gateway = Some(Gateway::start(config).await.expect("gateway starts"));
-    let online = |e: &minidom::Element| {
-        e.name() == "presence"
-            && e.attr("from") == Some("me@foreign.test/Work")
-            && e.attr("type").is_none()
-    };
+    let online = |e: &minidom::Element| me_work(e, None);
     s.bob.expect("me/Work back after the restart", online).await;
     // The first gateway's stop took me/Work offline once already.
     s.bob.clear();
@@ -429,21 +415,14 @@ async fn past_the_grace_period_sessions_close_and_come_back_with_the_link() {
     s.proxy.cut();
     s.bob
         .expect("me/Work closed after the grace period", |e| {
-            e.name() == "presence"
-                && e.attr("from") == Some("me@foreign.test/Work")
-                && e.attr("type") == Some("unavailable")
+            me_work(e, Some("unavailable"))
         })
         .await;
     s.proxy.set_mode(Mode::Pass);
     s.bob
         .expect("me/Work again once the link is back", online)
         .await;
-    s.gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -474,12 +453,7 @@ async fn past_the_bound_stanzas_waiting_for_a_session_are_refused_with_resource_
         ["q-0", "q-1", "q-2", "q-3"],
         "the four that waited, in order"
     );
-    s.gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -560,9 +534,7 @@ async fn what_arrives_while_the_gateway_is_down_comes_from_the_archive_once_with
         .expect("stops");
     s.bob
         .expect("me/Work gone with the gateway", |e| {
-            e.name() == "presence"
-                && e.attr("from") == Some("me@foreign.test/Work")
-                && e.attr("type") == Some("unavailable")
+            me_work(e, Some("unavailable"))
         })
         .await;
     let written = bob_writes(&mut s.bob, ME, "away", 5).await;
@@ -596,19 +568,14 @@ async fn what_arrives_while_the_gateway_is_down_comes_from_the_archive_once_with
             .any(|e| body(e).is_some_and(|b| b.starts_with("live") || b.starts_with("away"))),
         "nothing twice"
     );
-    s.gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn a_foreign_server_that_accepts_and_never_answers_ends_in_errors_not_silence() {
     // Every connection to the foreign server hangs from the start: the
     // first login meets its deadline.
-    let mut s = setup_on(Cut::Foreign, |c| {
+    let s = setup_on(Cut::Foreign, |c| {
         c.login_timeout = std::time::Duration::from_secs(2)
     })
     .await;
@@ -634,10 +601,5 @@ async fn a_foreign_server_that_accepts_and_never_answers_ends_in_errors_not_sile
         "{}",
         xml(&told)
     );
-    s.gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
+    s.stop().await;
 }
