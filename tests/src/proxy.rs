@@ -32,6 +32,9 @@ struct Shared {
     seen: watch::Sender<Vec<u8>>,
     /// The tasks of live connections, to abort on a cut.
     live: Mutex<Vec<AbortHandle>>,
+    /// For the next passing connection: where what the client sends starts
+    /// being held.
+    hold_client_at: Mutex<Option<Vec<u8>>>,
     accepted: Mutex<u64>,
 }
 
@@ -54,6 +57,7 @@ impl FaultProxy {
             held: watch::channel(false).0,
             seen: watch::channel(Vec::new()).0,
             live: Mutex::new(Vec::new()),
+            hold_client_at: Mutex::new(None),
             accepted: Mutex::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone())).abort_handle();
@@ -92,6 +96,16 @@ impl FaultProxy {
             })?
             .map_err(|_| anyhow::anyhow!("the proxy is gone"))?;
         Ok(())
+    }
+
+    /// The next connection passes both ways until the client sends
+    /// `needle`; from there what the client sends is held (and shown to
+    /// [`FaultProxy::wait_held`]) until [`FaultProxy::release`], while the
+    /// server's bytes still flow: a server slow to take one request, say
+    /// `<enable/>` after a bind.
+    pub fn hold_client_from(&self, needle: &str) {
+        self.shared.seen.send_replace(Vec::new());
+        *lock(&self.shared.hold_client_at) = Some(needle.as_bytes().to_vec());
     }
 
     /// Forwards again what was held, and everything after it.
@@ -143,6 +157,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 let held = shared.held.subscribe();
                 let seen = shared.seen.clone();
                 let upstream = shared.upstream;
+                let hold_at = lock(&shared.hold_client_at).take();
                 let task = tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
                         let _ = server.set_nodelay(true);
@@ -151,8 +166,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         let (sr, sw) = server.into_split();
                         // Either direction ending ends both: a cut is both ways.
                         tokio::select! {
-                            _ = pipe(cr, sw, held.clone(), seen.clone()) => {}
-                            _ = pipe(sr, cw, held, seen) => {}
+                            _ = pipe(cr, sw, held.clone(), seen.clone(), hold_at) => {}
+                            _ = pipe(sr, cw, held, seen, None) => {}
                         }
                     }
                 });
@@ -163,15 +178,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Copies `from` to `to`; while held, keeps what it reads (and shows it in
-/// `seen`) and forwards it on release.
+/// `seen`) and forwards it on release. With `hold_at`, holds by itself
+/// from where those bytes first appear.
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut held: watch::Receiver<bool>,
     seen: watch::Sender<Vec<u8>>,
+    mut hold_at: Option<Vec<u8>>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut kept: Vec<u8> = Vec::new();
+    let mut holding = false;
+    // The end of what went before, for a needle split across reads.
+    let mut tail: Vec<u8> = Vec::new();
     loop {
         tokio::select! {
             read = from.read(&mut buf) => {
@@ -179,10 +199,29 @@ async fn pipe(
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
-                if *held.borrow() {
-                    kept.extend_from_slice(&buf[..n]);
-                    seen.send_modify(|s| s.extend_from_slice(&buf[..n]));
-                } else if to.write_all(&buf[..n]).await.is_err() {
+                let mut chunk = &buf[..n];
+                if let Some(needle) = &hold_at {
+                    let mut window = std::mem::take(&mut tail);
+                    window.extend_from_slice(chunk);
+                    if let Some(at) = window.windows(needle.len()).position(|w| w == needle.as_slice()) {
+                        let split = at.saturating_sub(window.len() - n);
+                        if to.write_all(&chunk[..split]).await.is_err() {
+                            return;
+                        }
+                        chunk = &chunk[split..];
+                        // Shown whole, even where its start already went.
+                        seen.send_modify(|s| s.extend_from_slice(&window[at..window.len() - chunk.len()]));
+                        holding = true;
+                        hold_at = None;
+                    } else {
+                        let keep = needle.len().saturating_sub(1).min(window.len());
+                        tail = window.split_off(window.len() - keep);
+                    }
+                }
+                if *held.borrow() || holding {
+                    kept.extend_from_slice(chunk);
+                    seen.send_modify(|s| s.extend_from_slice(chunk));
+                } else if to.write_all(chunk).await.is_err() {
                     return;
                 }
             }
@@ -191,11 +230,14 @@ async fn pipe(
                     return;
                 }
                 let released = !*held.borrow();
-                if released && !kept.is_empty() {
-                    if to.write_all(&kept).await.is_err() {
-                        return;
+                if released {
+                    holding = false;
+                    if !kept.is_empty() {
+                        if to.write_all(&kept).await.is_err() {
+                            return;
+                        }
+                        kept.clear();
                     }
-                    kept.clear();
                 }
             }
         }
@@ -263,5 +305,26 @@ mod tests {
             "refused: closed at once"
         );
         assert_eq!(proxy.accepted(), 2);
+    }
+
+    #[tokio::test]
+    async fn holds_what_the_client_sends_from_a_needle_on_while_the_server_talks() {
+        let proxy = FaultProxy::start(echo_server().await).await.expect("proxy");
+        proxy.hold_client_from("<enable");
+        let mut c = TcpStream::connect(proxy.addr).await.expect("connect");
+        // The needle split across two writes: its start has gone already.
+        c.write_all(b"bind<ena").await.expect("write");
+        assert_eq!(read_some(&mut c).await, b"bind<ena");
+        c.write_all(b"ble/>more").await.expect("write");
+        proxy
+            .wait_held("<enable/>more", std::time::Duration::from_secs(5))
+            .await
+            .expect("held from the needle on");
+        proxy.release();
+        assert_eq!(read_some(&mut c).await, b"ble/>more");
+        // Only that connection: the next passes untouched.
+        let mut d = TcpStream::connect(proxy.addr).await.expect("connect");
+        d.write_all(b"x<enable").await.expect("write");
+        assert_eq!(read_some(&mut d).await, b"x<enable");
     }
 }

@@ -312,10 +312,22 @@ impl Account {
         };
         self.decide_and_apply(event, current).await;
         if let Some(id) = archived
-            && !self.catching_up(&session)
+            && self.moves_position(&session)
         {
             self.keep_position(&session, id);
         }
+    }
+
+    /// Whether a live message moves session A's archive position: only
+    /// while A is online and not catching up. A stream bound afresh hands
+    /// over what arrives before stream management is enabled ahead of its
+    /// reset (tokio-xmpp's "pre-SM data"); such a message is newer than the
+    /// gap, and keeping its id would make the catch-up start past the gap.
+    fn moves_position(&self, session: &str) -> bool {
+        self.sessions
+            .get(session)
+            .is_some_and(|s| s.state == wit::SessionState::Online)
+            && !self.catching_up(session)
     }
 
     /// Opens F/A unless it is already open or on its way.

@@ -289,6 +289,62 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
     s.stop().await;
 }
 
+/// A stream bound afresh passes on what arrives before stream management
+/// is enabled ahead of telling the session it is back (tokio-xmpp's
+/// "pre-SM data"). Such a message is newer than the gap: it must not make
+/// the catch-up start after the gap.
+#[tokio::test]
+async fn a_message_that_beats_the_rebound_stream_s_reset_does_not_skip_the_gap() {
+    let mut s = setup().await;
+    let from = gw_jid("bob@foreign.test/pc");
+    let from_bob =
+        |e: &minidom::Element| e.name() == "message" && e.attr("from") == Some(from.as_str());
+    // A live message first: the session knows where it is in the archive.
+    bob_writes(&mut s.bob, WORK, "live", 1).await;
+    s.phone.expect("the live message", from_bob).await;
+
+    s.proxy.set_mode(Mode::Refuse);
+    s.proxy.cut();
+    s.bob
+        .expect("me/Work's session ended by the server", |e| {
+            me_work(e, Some("unavailable"))
+        })
+        .await;
+    let missed = bob_writes(&mut s.bob, ME, "gap", 3).await;
+
+    // The reconnect binds me/Work, and its `<enable/>` waits in the proxy:
+    // what bob writes now reaches the new stream before it is ready.
+    s.proxy.hold_client_from("<enable");
+    s.proxy.set_mode(Mode::Pass);
+    s.proxy
+        .wait_held("<enable", WAIT * 2)
+        .await
+        .expect("the reconnect binds and asks for stream management");
+    let early = bob_writes(&mut s.bob, WORK, "early", 2).await;
+    let mut seen = Vec::new();
+    while seen.len() < early.len() {
+        let m = s.phone.expect("bob's early messages", from_bob).await;
+        seen.push(body(&m).unwrap_or_default());
+    }
+    assert_eq!(seen, early);
+    s.proxy.release();
+
+    // Ready: the catch-up starts where the session was before the gap.
+    let mut caught = Vec::new();
+    while caught.len() < missed.len() {
+        let m = s
+            .phone
+            .expect("what bob wrote during the gap", from_bob)
+            .await;
+        caught.push(body(&m).unwrap_or_default());
+    }
+    assert_eq!(caught, missed, "each once, in order");
+    bob_writes(&mut s.bob, WORK, "after", 1).await;
+    let next = s.phone.expect("the next live message", from_bob).await;
+    assert_eq!(body(&next).as_deref(), Some("after-0"), "nothing twice");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn stanzas_sent_during_an_outage_wait_and_go_out_when_it_ends() {
     let mut s = setup().await;
