@@ -55,16 +55,24 @@ async fn setup() -> Setup {
 /// Like [`setup`], with the proxy on `cut`, the gateway's configuration
 /// adjusted by `adjust`.
 async fn setup_on(cut: Cut, adjust: impl FnOnce(&mut pizzja_host::config::Config)) -> Setup {
+    setup_with(cut, &[], adjust).await
+}
+
+/// Like [`setup_on`], with `more` users on the server too.
+async fn setup_with(
+    cut: Cut,
+    more: &[(&str, &str)],
+    adjust: impl FnOnce(&mut pizzja_host::config::Config),
+) -> Setup {
     init_tracing();
     let options = Options {
         hibernation_secs: HIBERNATION_SECS,
         mam: true,
         ..Options::default()
     };
-    let prosody = Prosody::start_options(
-        &[("alice", LOCAL), ("me", FOREIGN), ("bob", FOREIGN)],
-        &options,
-    )
+    let mut users = vec![("alice", LOCAL), ("me", FOREIGN), ("bob", FOREIGN)];
+    users.extend_from_slice(more);
+    let prosody = Prosody::start_options(&users, &options)
     .await
     .expect("prosody starts");
     let port = match cut {
@@ -624,6 +632,94 @@ async fn what_arrives_while_the_gateway_is_down_comes_from_the_archive_once_with
             .any(|e| body(e).is_some_and(|b| b.starts_with("live") || b.starts_with("away"))),
         "nothing twice"
     );
+    s.stop().await;
+}
+
+/// docs/behaviour.md section 7, "bounded and fair": one account whose
+/// foreign server has stalled, flooded by its controller, holds up no other
+/// account. carol's account reaches its foreign server (local.test, here)
+/// directly, and her messages arrive while not one byte of alice's has
+/// reached hers; then everything alice sent ends delivered or answered.
+#[tokio::test]
+async fn a_flood_into_a_stalled_foreign_server_holds_up_no_other_account() {
+    let mut s = setup_with(
+        Cut::Foreign,
+        &[("carol", LOCAL), ("dave", LOCAL)],
+        |c| {
+            let direct = c.foreign_hosts[FOREIGN];
+            c.foreign_hosts.insert(LOCAL.into(), direct);
+            // The flood overflows what waits for alice's session.
+            c.queue_limit = 50;
+        },
+    )
+    .await;
+    let mut laptop = Client::connect(&s._prosody, "carol", LOCAL, "Home/laptop")
+        .await
+        .expect("carol logs in");
+    laptop.go_online().await;
+    register_ok(&mut laptop, "dave@local.test").await;
+    let home = gw_jid("dave@local.test/Home");
+    laptop
+        .expect("carol's foreign session up", |e| {
+            e.name() == "presence" && e.attr("from") == Some(home.as_str())
+        })
+        .await;
+    let mut dave = Client::connect(&s._prosody, "dave", LOCAL, "pc")
+        .await
+        .expect("dave logs in");
+    dave.go_online().await;
+
+    // alice's foreign server stops reading, and her phone floods it.
+    s.proxy.hold();
+    let mut tally = Tally::default();
+    send_batch(&s.phone, &mut tally, "flood", 300).await;
+    s.proxy
+        .wait_held("flood-0", WAIT)
+        .await
+        .expect("the flood reaches the stalled server");
+
+    let to_dave = gw_jid("dave@local.test/pc");
+    for i in 0..5 {
+        laptop
+            .send(&format!(
+                "<message type='chat' to='{to_dave}' id='c-{i}'><body>c-{i}</body></message>"
+            ))
+            .await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let m = dave
+            .expect("carol's messages", |e| e.name() == "message")
+            .await;
+        got.push(body(&m).unwrap_or_default());
+    }
+    assert_eq!(got, ["c-0", "c-1", "c-2", "c-3", "c-4"]);
+
+    // Released: each flood message reaches bob or comes back as an error.
+    s.proxy.release();
+    let mut settled = 0;
+    while settled < tally.sent.len() {
+        let e = tokio::select! {
+            m = s.bob.expect("a flood message", |e| e.name() == "message") => m,
+            e = s.phone.expect("an error", |e| e.attr("type") == Some("error")) => e,
+        };
+        if e.attr("type") == Some("error") {
+            assert_eq!(
+                error_condition(&e).as_deref(),
+                Some("resource-constraint"),
+                "{}",
+                xml(&e)
+            );
+            tally.errored.push(e.attr("id").unwrap_or_default().to_string());
+        } else {
+            let body = body(&e).unwrap_or_default();
+            *tally.delivered.entry(body.clone()).or_default() += 1;
+            tally.arrived.push(body);
+        }
+        settled += 1;
+    }
+    tally.assert_nothing_lost_or_doubled();
+    assert!(!tally.errored.is_empty(), "the flood overflowed the bound");
     s.stop().await;
 }
 
