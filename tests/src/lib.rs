@@ -81,9 +81,11 @@ impl Prosody {
 
     /// Like [`Prosody::start`]; with `tls`, foreign.test offers STARTTLS
     /// with a certificate signed by a throwaway CA (`ca.crt` in [`Prosody::dir`]).
+    /// Archives are on (XEP-0313), as on any server today's clients use.
     pub async fn start_with(users: &[(&str, &str)], tls: bool) -> Result<Prosody> {
         let options = Options {
             tls,
+            mam: true,
             ..Options::default()
         };
         Prosody::start_options(users, &options).await
@@ -584,9 +586,18 @@ impl Client {
         self.inbox.clear();
     }
 
-    /// Becomes an interested and available resource (RFC 6121): asks for
-    /// the roster, then sends initial presence.
+    /// Becomes an interested and available resource as today's clients
+    /// (Conversations, Gajim, Dino) do at login: enables carbons (XEP-0280),
+    /// asks for the roster (RFC 6121), then sends initial presence.
     pub async fn go_online(&mut self) {
+        self.send("<iq type='set' id='carbons-on'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+            .await;
+        let on = self
+            .expect("carbons enabled", |e| {
+                e.name() == "iq" && e.attr("id") == Some("carbons-on")
+            })
+            .await;
+        assert_eq!(on.attr("type"), Some("result"), "carbons: {}", xml(&on));
         self.send("<iq type='get' id='roster-get'><query xmlns='jabber:iq:roster'/></iq>")
             .await;
         self.expect("the roster", |e| {

@@ -41,12 +41,22 @@ pub struct Inbound {
     pub payload_ns: Option<String>,
 }
 
+/// Messages tied to a controller's request until its answer comes: the
+/// results of an archive query, found by the `queryid` the gateway gave
+/// it (the request's own id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tie {
+    /// The asker's own `queryid`, restored on each result.
+    pub original: Option<String>,
+}
+
 /// Requests in flight through one account, keyed by the ids the gateway
 /// gave them.
 #[derive(Debug, Default)]
 pub struct IqTracker {
     outbound: HashMap<String, Outbound>,
     inbound: HashMap<String, Inbound>,
+    ties: HashMap<String, Tie>,
 }
 
 /// A new id: process-wide, so ids never repeat across accounts or task
@@ -78,12 +88,41 @@ impl IqTracker {
             .outbound
             .get(id)
             .is_some_and(|p| p.session == session && same_peer(p.peer.as_deref(), from, account));
-        if fits { self.outbound.remove(id) } else { None }
+        if !fits {
+            return None;
+        }
+        self.ties.remove(id);
+        self.outbound.remove(id)
     }
 
     /// A request that timed out, if still unanswered.
     pub fn expire_outbound(&mut self, id: &str) -> Option<Outbound> {
+        self.ties.remove(id);
         self.outbound.remove(id)
+    }
+
+    /// Ties the messages tagged `id` to the tracked request `id` until its
+    /// answer comes.
+    pub fn tie(&mut self, id: &str, tie: Tie) {
+        if self.outbound.contains_key(id) {
+            self.ties.insert(id.to_string(), tie);
+        }
+    }
+
+    /// The request a message tagged `tag` (on `session`, from `from`) is
+    /// tied to, with its tie, if it fits like an answer would: same
+    /// session, from where the request went.
+    pub fn tied(
+        &self,
+        tag: &str,
+        session: &str,
+        from: Option<&str>,
+        account: &BareJid,
+    ) -> Option<(&Outbound, &Tie)> {
+        let tie = self.ties.get(tag)?;
+        let request = self.outbound.get(tag)?;
+        (request.session == session && same_peer(request.peer.as_deref(), from, account))
+            .then_some((request, tie))
     }
 
     /// Tracks a foreign request sent to a controller; returns its new id.
@@ -197,6 +236,47 @@ mod tests {
         assert_eq!(answer.requester, "Work/phone");
         assert_eq!(answer.original_id.as_deref(), Some("1"));
         assert!(t.expire_outbound(&a).is_none(), "nothing left to time out");
+    }
+
+    #[test]
+    fn tied_messages_find_their_asker_until_the_answer_and_only_from_the_peer() {
+        let mut t = IqTracker::default();
+        let me = BareJid::new("me@remote.net").expect("jid");
+        let a = t.track_outbound(outbound("Work/phone", "q", None));
+        let b = t.track_outbound(outbound("Work/laptop", "q", None));
+        t.tie(
+            &a,
+            Tie {
+                original: Some("same".into()),
+            },
+        );
+        t.tie(
+            &b,
+            Tie {
+                original: Some("same".into()),
+            },
+        );
+        let (request, tie) = t
+            .tied(&a, "Work", Some("me@remote.net"), &me)
+            .expect("tied");
+        assert_eq!(request.requester, "Work/phone");
+        assert_eq!(tie.original.as_deref(), Some("same"));
+        assert_eq!(
+            t.tied(&b, "Work", None, &me)
+                .map(|(r, _)| r.requester.as_str()),
+            Some("Work/laptop")
+        );
+        // Not from the account's server, or on another session: not tied.
+        assert!(t.tied(&a, "Work", Some("bob@remote.net/x"), &me).is_none());
+        assert!(t.tied(&a, "Home", None, &me).is_none());
+        // The answer ends the tie.
+        assert!(t.outbound_answer(&a, "Work", None, &me).is_some());
+        assert!(t.tied(&a, "Work", None, &me).is_none());
+        assert!(t.expire_outbound(&b).is_some());
+        assert!(t.tied(&b, "Work", None, &me).is_none());
+        // Only a tracked request can be tied.
+        t.tie("pz-unknown", Tie { original: None });
+        assert!(t.tied("pz-unknown", "Work", None, &me).is_none());
     }
 
     #[test]

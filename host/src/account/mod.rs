@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod controllers;
+pub mod devices;
 pub mod iq;
 pub mod rules;
 mod sessions;
@@ -450,6 +451,7 @@ impl Account {
             }
         };
         trace!(local = %self.reg.local, ?actions, "policy decided");
+        let mut copies = 0;
         for action in actions {
             let plan = {
                 let sessions = &self.sessions;
@@ -461,6 +463,22 @@ impl Account {
                     has_session: &has_session,
                 };
                 rules::plan(action, &scope, &current)
+            };
+            let plan = match plan {
+                // A message for one controller: the local server must not
+                // multiply it through carbons or archive it twice.
+                Plan::Local {
+                    mut stanza,
+                    to_resource: Some(resource),
+                } if stanza.name() == "message" => {
+                    copies += 1;
+                    devices::mark_copy(&mut stanza, copies == 1);
+                    Plan::Local {
+                        stanza,
+                        to_resource: Some(resource),
+                    }
+                }
+                plan => plan,
             };
             self.carry_out(plan, &current).await;
         }
@@ -503,8 +521,14 @@ impl Account {
                         payload_ns: crate::xmpp::payload_ns(&stanza),
                     });
                     set_attr(&mut stanza, "id", Some(id.clone()));
+                    // An archive query's results are tied to the asker by
+                    // the same id, as its `queryid`.
+                    if let Some(original) = devices::tie_query(&mut stanza, &id) {
+                        self.iqs.tie(&id, iq::Tie { original });
+                    }
                     self.arm(Timer::Outbound(id));
                 }
+                devices::add_caps(&mut stanza);
                 self.send_session(&session, Outgoing { stanza, origin })
                     .await;
             }

@@ -1,7 +1,7 @@
 //! The account's foreign sessions: opening them, sending through them,
 //! and what their reports mean for the account.
 
-use super::{Account, Session, Side, Tag, archive, rules::Current, wit};
+use super::{Account, Session, Side, Tag, archive, devices, rules::Current, wit};
 use crate::storage::KeptSalted;
 use crate::xmpp::foreign::{self, Command, Outgoing, Report, SessionParams};
 use crate::xmpp::scram::SaltedCache;
@@ -282,8 +282,33 @@ impl Account {
         {
             return;
         }
-        let type_ = el.attr("type").unwrap_or("");
+        // Asked about F/A's capabilities: the gateway's to answer.
+        if kind == Kind::Iq
+            && let Some(reply) = devices::caps_answer(&el)
+        {
+            let out = Outgoing {
+                stanza: reply,
+                origin: None,
+            };
+            self.send_session(&session, out).await;
+            return;
+        }
         let mut answers = None;
+        if kind == Kind::Message
+            && let Some(tag) = devices::result_queryid(&el).map(str::to_string)
+            && let Some((request, tie)) =
+                self.iqs
+                    .tied(&tag, &session, el.attr("from"), &self.reg.foreign)
+        {
+            answers = Some(wit::IqRequest {
+                requester: request.requester.clone(),
+                peer: None,
+                payload_ns: request.payload_ns.clone(),
+            });
+            let original = tie.original.clone();
+            devices::restore_queryid(&mut el, original);
+        }
+        let type_ = el.attr("type").unwrap_or("");
         if kind == Kind::Iq && (type_ == "result" || type_ == "error") {
             let id = el.attr("id").unwrap_or("").to_string();
             let from = el.attr("from").map(str::to_string);

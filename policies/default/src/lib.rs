@@ -258,6 +258,12 @@ fn foreign_to_local(foreign: &ForeignStanza, facts: &Facts) -> Vec<Action> {
         };
     }
 
+    // docs/behaviour.md section 10: a message tied to a controller's
+    // request (the results of an archive query) goes to that controller only.
+    if let Some(request) = &foreign.answers {
+        return vec![deliver_to(&request.requester)];
+    }
+
     if stanza.is_iq_request() {
         let from_own_account = stanza.from.is_none() || sender.bare() == facts.foreign_jid;
         if from_own_account && stanza.type_ == "set" && stanza.xml.contains("jabber:iq:roster") {

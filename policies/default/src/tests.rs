@@ -466,6 +466,24 @@ fn an_iq_answer_goes_only_to_the_controller_that_asked() {
 }
 
 #[test]
+fn an_archive_query_s_results_go_only_to_the_controller_that_asked() {
+    let f = facts(&["Work/phone", "Work/laptop"], &[WORK]);
+    let mut event = foreign("Work", StanzaKind::Message, "", Some(F));
+    let Event::Foreign(fs) = &mut event else {
+        unreachable!()
+    };
+    fs.answers = Some(IqRequest {
+        requester: "Work/laptop".into(),
+        peer: None,
+        payload_ns: Some("urn:xmpp:mam:2".into()),
+    });
+    assert_eq!(
+        decide(&event, &f),
+        vec![forward_local("Work/laptop", r"me\40remote.net", None)]
+    );
+}
+
+#[test]
 fn an_iq_answer_matching_no_request_is_dropped() {
     let f = facts(&["Work/phone"], &[WORK]);
     let actions = decide(
