@@ -3,6 +3,7 @@
 
 mod commands;
 mod delivery;
+mod devices;
 mod errors;
 mod faults;
 mod hostile;
