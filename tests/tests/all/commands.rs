@@ -35,7 +35,7 @@ async fn users_see_their_sessions_and_only_admins_may_reload() {
     let items = admin
         .expect("the command list", |e| e.attr("id") == Some("items"))
         .await;
-    for node in ["sessions", "reload-policy", "list-sessions"] {
+    for node in ["sessions", "reload-policy", "list-sessions", "stats"] {
         assert!(
             xml(&items).contains(&format!("node='{node}'")),
             "{node} missing: {}",
@@ -48,6 +48,54 @@ async fn users_see_their_sessions_and_only_admins_may_reload() {
         "{}",
         xml(&all)
     );
+}
+
+/// Each command node describes itself (XEP-0050 section 2.3), to those who
+/// may run it; to others it does not exist.
+#[tokio::test]
+async fn every_command_node_answers_disco_info_to_those_who_may_run_it() {
+    let mut world = World::new().await;
+    let mut admin = world.client("admin", LOCAL, "console").await;
+    let info = |id: &str, node: &str| {
+        format!(
+            "<iq type='get' id='{id}' to='{GW}'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/></iq>"
+        )
+    };
+    for node in ["sessions", "reload-policy", "list-sessions", "stats"] {
+        admin.send(&info(node, node)).await;
+        let answer = admin
+            .expect("the node's info", |e| e.attr("id") == Some(node))
+            .await;
+        let text = xml(&answer);
+        assert_eq!(answer.attr("type"), Some("result"), "{text}");
+        assert!(
+            text.contains("category='automation'") && text.contains("type='command-node'"),
+            "{node}: {text}"
+        );
+        assert!(text.contains(NS_COMMANDS), "{node}: {text}");
+    }
+    world.phone.send(&info("mine", "sessions")).await;
+    let mine = world
+        .phone
+        .expect("sessions' info", |e| e.attr("id") == Some("mine"))
+        .await;
+    assert_eq!(mine.attr("type"), Some("result"), "{}", xml(&mine));
+    world.phone.send(&info("theirs", "stats")).await;
+    world.phone.expect_error("theirs", "item-not-found").await;
+    // And the list: a user sees only the commands a user may run.
+    world
+        .phone
+        .send(&format!("<iq type='get' id='items' to='{GW}'><query xmlns='http://jabber.org/protocol/disco#items' node='{NS_COMMANDS}'/></iq>"))
+        .await;
+    let items = world
+        .phone
+        .expect("the command list", |e| e.attr("id") == Some("items"))
+        .await;
+    let text = xml(&items);
+    assert!(text.contains("node='sessions'"), "{text}");
+    for admin_only in ["reload-policy", "list-sessions", "stats"] {
+        assert!(!text.contains(&format!("node='{admin_only}'")), "{text}");
+    }
 }
 
 #[tokio::test]

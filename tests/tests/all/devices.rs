@@ -160,27 +160,8 @@ async fn a_contact_s_nickname_and_avatar_reach_the_controllers() {
     let mut bob = world.bob().await;
     // Subscribed both ways: bob to me, and me to bob.
     bob_subscribes(&mut bob, &mut world.phone, "Work").await;
+    crate::me_subscribes_to_bob(&mut world.phone, &mut bob).await;
     let bob_gw = gw_jid("bob@foreign.test");
-    world
-        .phone
-        .send(&format!("<presence type='subscribe' to='{bob_gw}'/>"))
-        .await;
-    bob.expect("me's subscription request", |e| {
-        e.name() == "presence" && e.attr("type") == Some("subscribe") && e.attr("from") == Some(ME)
-    })
-    .await;
-    bob.send(&format!("<presence type='subscribed' to='{ME}'/>"))
-        .await;
-    // Approved: bob's server sends me bob's presence.
-    let bob_pc = gw_jid("bob@foreign.test/pc");
-    world
-        .phone
-        .expect("bob's presence", |e| {
-            e.name() == "presence"
-                && e.attr("type").is_none()
-                && e.attr("from") == Some(bob_pc.as_str())
-        })
-        .await;
 
     let publish = |id: &str, node: &str, item: &str| {
         format!(

@@ -128,3 +128,27 @@ pub async fn bob_subscribes(bob: &mut Client, controller: &mut Client, a: &str) 
     })
     .await;
 }
+
+/// Makes me@foreign.test a subscriber of bob, asked by `controller` through
+/// the gateway and approved by bob; returns once the controller sees bob's
+/// presence come back.
+pub async fn me_subscribes_to_bob(controller: &mut Client, bob: &mut Client) {
+    let bob_gw = gw_jid("bob@foreign.test");
+    controller
+        .send(&format!("<presence type='subscribe' to='{bob_gw}'/>"))
+        .await;
+    bob.expect("me's subscription request", |e| {
+        e.name() == "presence" && e.attr("type") == Some("subscribe") && e.attr("from") == Some(ME)
+    })
+    .await;
+    bob.send(&format!("<presence type='subscribed' to='{ME}'/>"))
+        .await;
+    let bob_pc = gw_jid("bob@foreign.test/pc");
+    controller
+        .expect("bob's presence", |e| {
+            e.name() == "presence"
+                && e.attr("type").is_none()
+                && e.attr("from") == Some(bob_pc.as_str())
+        })
+        .await;
+}

@@ -292,9 +292,14 @@ async fn accounts_outside_the_local_domains_are_refused() {
     bob.expect_error("m", "forbidden").await;
 }
 
+/// XEP-0100 section 4.3: removing closes the sessions, then the gateway
+/// says `unsubscribe`, `unsubscribed` and `unavailable`, in that order.
 #[tokio::test]
 async fn removing_the_registration_unsubscribes_and_forgets() {
     let mut world = World::new().await;
+    world.session_up("me/Work online").await;
+    let mut bob = world.bob().await;
+    crate::bob_subscribes(&mut bob, &mut world.phone, "Work").await;
     world
         .phone
         .send(&format!("<iq type='set' id='rm' to='{GW}'><query xmlns='jabber:iq:register'><remove/></query></iq>"))
@@ -304,14 +309,31 @@ async fn removing_the_registration_unsubscribes_and_forgets() {
         .expect("the answer", |e| e.attr("id") == Some("rm"))
         .await;
     assert_eq!(answer.attr("type"), Some("result"), "{}", xml(&answer));
+    let mut said = Vec::new();
+    while said.len() < 3 {
+        let p = world
+            .phone
+            .expect("the gateway's presence", |e| {
+                e.name() == "presence" && e.attr("from") == Some(GW) && e.attr("type").is_some()
+            })
+            .await;
+        said.push(p.attr("type").unwrap_or_default().to_string());
+    }
+    assert_eq!(said, ["unsubscribe", "unsubscribed", "unavailable"]);
+    // The foreign session is closed: bob sees me/Work go.
+    let work = format!("{ME}/Work");
+    bob.expect("me/Work gone", |e| {
+        e.name() == "presence"
+            && e.attr("from") == Some(work.as_str())
+            && e.attr("type") == Some("unavailable")
+    })
+    .await;
+    // Removing again: there is nothing to remove.
     world
         .phone
-        .expect("unsubscribed from the gateway", |e| {
-            e.name() == "presence"
-                && e.attr("from") == Some(GW)
-                && e.attr("type") == Some("unsubscribed")
-        })
+        .send(&format!("<iq type='set' id='rm2' to='{GW}'><query xmlns='jabber:iq:register'><remove/></query></iq>"))
         .await;
+    world.phone.expect_error("rm2", "item-not-found").await;
     world
         .phone
         .send(&format!(
@@ -334,6 +356,29 @@ async fn removing_the_registration_unsubscribes_and_forgets() {
 #[tokio::test]
 async fn the_gateway_translates_foreign_jids_and_describes_itself() {
     let mut world = World::new().await;
+    // XEP-0100 section 6.3: what to type, then the translation.
+    world
+        .phone
+        .send(&format!(
+            "<iq type='get' id='tg' to='{GW}'><query xmlns='jabber:iq:gateway'/></iq>"
+        ))
+        .await;
+    let form = world
+        .phone
+        .expect("the prompt", |e| e.attr("id") == Some("tg"))
+        .await;
+    let query = form
+        .get_child("query", "jabber:iq:gateway")
+        .unwrap_or_else(|| panic!("no query: {}", xml(&form)));
+    for field in ["desc", "prompt"] {
+        assert!(
+            query
+                .get_child(field, "jabber:iq:gateway")
+                .is_some_and(|f| !f.text().is_empty()),
+            "{field} missing: {}",
+            xml(&form)
+        );
+    }
     world
         .phone
         .send(&format!("<iq type='set' id='tr' to='{GW}'><query xmlns='jabber:iq:gateway'><prompt>bob@foreign.test</prompt></query></iq>"))
@@ -351,6 +396,52 @@ async fn the_gateway_translates_foreign_jids_and_describes_itself() {
         "{}",
         xml(&answer)
     );
+    world
+        .phone
+        .send(&format!("<iq type='set' id='bad' to='{GW}'><query xmlns='jabber:iq:gateway'><prompt>not a jid@</prompt></query></iq>"))
+        .await;
+    world.phone.expect_error("bad", "jid-malformed").await;
+
+    // XEP-0092: the gateway's name and version.
+    world
+        .phone
+        .send(&format!(
+            "<iq type='get' id='v' to='{GW}'><query xmlns='jabber:iq:version'/></iq>"
+        ))
+        .await;
+    let version = world
+        .phone
+        .expect("the version", |e| e.attr("id") == Some("v"))
+        .await;
+    let query = version.get_child("query", "jabber:iq:version");
+    let field = |name: &str| {
+        query
+            .and_then(|q| q.get_child(name, "jabber:iq:version"))
+            .map(|f| f.text())
+    };
+    assert_eq!(
+        field("name").as_deref(),
+        Some("Pizzja"),
+        "{}",
+        xml(&version)
+    );
+    assert_eq!(
+        field("version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION")),
+        "{}",
+        xml(&version)
+    );
+
+    // disco#items: nothing under the gateway itself.
+    world
+        .phone
+        .send(&format!("<iq type='get' id='it' to='{GW}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"))
+        .await;
+    let items = world
+        .phone
+        .expect("the gateway's items", |e| e.attr("id") == Some("it"))
+        .await;
+    assert_eq!(items.attr("type"), Some("result"), "{}", xml(&items));
 
     world.phone.send(&format!("<iq type='get' id='di' to='{GW}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
     let info = world

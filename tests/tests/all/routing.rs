@@ -99,6 +99,45 @@ async fn iq_answers_go_to_the_asker_with_its_own_id_even_when_ids_collide() {
     }
 }
 
+/// disco#items to a contact under the gateway is the contact's server's to
+/// answer: the controller gets that answer, from the address it asked.
+#[tokio::test]
+async fn disco_items_of_a_contact_come_from_the_contact_s_server() {
+    let mut world = World::new().await;
+    let mut bob = world.bob().await;
+    crate::me_subscribes_to_bob(&mut world.phone, &mut bob).await;
+    // What bob's server lists for him: his PEP nodes.
+    bob.send(
+        "<iq type='set' id='nick'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='http://jabber.org/protocol/nick'><item><nick xmlns='http://jabber.org/protocol/nick'>Bobby</nick></item></publish></pubsub></iq>",
+    )
+    .await;
+    bob.expect("published", |e| e.attr("id") == Some("nick"))
+        .await;
+    let bob_gw = gw_jid("bob@foreign.test");
+    world
+        .phone
+        .send(&format!(
+            "<iq type='get' id='items' to='{bob_gw}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+        ))
+        .await;
+    let answer = world
+        .phone
+        .expect("bob's items", |e| e.attr("id") == Some("items"))
+        .await;
+    assert_eq!(
+        answer.attr("from"),
+        Some(bob_gw.as_str()),
+        "{}",
+        xml(&answer)
+    );
+    assert_eq!(answer.attr("type"), Some("result"), "{}", xml(&answer));
+    assert!(
+        xml(&answer).contains("node='http://jabber.org/protocol/nick'"),
+        "{}",
+        xml(&answer)
+    );
+}
+
 #[tokio::test]
 async fn roster_and_vcard_requests_reach_the_foreign_server() {
     let mut world = World::new().await;
