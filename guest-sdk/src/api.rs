@@ -4,8 +4,8 @@ use crate::jid::JidParts;
 
 pub use crate::wit::pizzja::policy::types::{
     Action, Content, Controller, ErrorType, Event, Facts, ForeignStanza, IqRequest, LocalStanza,
-    LogLevel, LogLine, SendForeign, SendLocal, Session, SessionChange, SessionState, Stanza,
-    StanzaError, StanzaKind,
+    LogLevel, LogLine, RequestTie, SendForeign, SendLocal, Session, SessionChange, SessionState,
+    Stanza, StanzaError, StanzaKind,
 };
 
 /// A policy: made once per instance from the operator's configuration, then
@@ -131,7 +131,21 @@ impl Action {
             session: session.to_string(),
             to,
             content: Content::Original,
+            ties: Vec::new(),
         })
+    }
+
+    /// The same action, with the messages answering its request tied to
+    /// the controller that sent it (see `request-tie` in the WIT): for
+    /// example a search whose request holds `<search xmlns='urn:example'
+    /// tag='…'/>` and whose hits come as messages with `<hit
+    /// xmlns='urn:example' tag='…'/>`. Archive queries (XEP-0313) are tied
+    /// by the host already. Only a [`Action::SendForeign`] takes ties.
+    pub fn tied(mut self, tie: RequestTie) -> Action {
+        if let Action::SendForeign(send) = &mut self {
+            send.ties.push(tie);
+        }
+        self
     }
 
     /// Sends a stanza the policy wrote through foreign session `session`.
@@ -140,6 +154,7 @@ impl Action {
             session: session.to_string(),
             to,
             content: Content::Xml(xml),
+            ties: Vec::new(),
         })
     }
 
@@ -292,5 +307,26 @@ pub mod store {
         pub fn delete(key: &str) {
             MAP.with(|m| m.borrow_mut().remove(key));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_go_on_sends_through_foreign_sessions_only() {
+        let tie = RequestTie {
+            namespace: "urn:example".into(),
+            request: "search".into(),
+            reply: "hit".into(),
+            attribute: "tag".into(),
+        };
+        match Action::forward_foreign("Work", None).tied(tie.clone()) {
+            Action::SendForeign(s) => assert_eq!(s.ties, vec![tie.clone()]),
+            other => panic!("{other:?}"),
+        }
+        let local = Action::forward_local(None, None, None);
+        assert_eq!(local.clone().tied(tie), local);
     }
 }

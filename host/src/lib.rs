@@ -71,7 +71,7 @@ pub fn prepare(config: Config) -> Result<Prepared> {
     };
     let engine = PolicyEngine::new(&name, &bytes, config.policy_config.clone(), options)?;
     let loaded = engine.current();
-    info!(policy = %loaded.name, hash = %loaded.hash, "policy loaded");
+    info!(policy = %loaded.name, hash = %loaded.hash, wit = loaded.version(), "policy loaded");
     let tls = xmpp::foreign::tls_config(config.ca_file.as_deref())?;
     Ok(Prepared {
         config,

@@ -125,13 +125,23 @@ fn action() -> impl Strategy<Value = wit::Action> {
         (
             prop_oneof![Just("Work".to_string()), tricky()],
             opt(),
-            content()
+            content(),
+            prop::collection::vec((tricky(), tricky(), tricky(), tricky()), 0..3),
         )
-            .prop_map(|(session, to, content)| wit::Action::SendForeign(
+            .prop_map(|(session, to, content, ties)| wit::Action::SendForeign(
                 wit::SendForeign {
                     session,
                     to,
-                    content
+                    content,
+                    ties: ties
+                        .into_iter()
+                        .map(|(namespace, request, reply, attribute)| wit::RequestTie {
+                            namespace,
+                            request,
+                            reply,
+                            attribute,
+                        })
+                        .collect(),
                 }
             )),
         tricky().prop_map(wit::Action::OpenSession),
@@ -193,7 +203,10 @@ fn check(
             prop_assert_eq!(from.domain().as_str(), GATEWAY, "from outside T");
         }
         Plan::Foreign {
-            session, stanza, ..
+            session,
+            stanza,
+            ties,
+            ..
         } => {
             let own = sessions.contains(&session.as_str())
                 || matches!(&current.side, Side::Foreign { session: s } if s == session);
@@ -202,6 +215,13 @@ fn check(
                 stanza.attr("from").is_none(),
                 "a 'from' on the foreign side"
             );
+            prop_assert!(ties.len() <= pizzja_host::account::rules::MAX_TIES);
+            // Every tie kept is one the host can apply (it writes the
+            // attribute a tie names).
+            for tie in ties {
+                let mut request = stanza.clone();
+                let _ = pizzja_host::account::devices::tie_request(&mut request, tie, "pz-1");
+            }
         }
         Plan::Open { jid, .. } => prop_assert_eq!(jid.to_bare(), foreign.clone()),
         Plan::Refused { answer, .. } => check(answer, local, foreign, sessions, current)?,

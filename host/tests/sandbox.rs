@@ -308,7 +308,7 @@ fn a_component_without_the_policy_exports_is_refused_with_what_is_missing() {
     // A valid component exporting nothing (text format).
     let text = refused("empty", b"(component)");
     assert!(
-        text.contains("does not export the world `pizzja:policy/policy@0.1.0`"),
+        text.contains("does not export the world `pizzja:policy/policy@0.2.0`"),
         "{text}"
     );
 }
@@ -397,4 +397,81 @@ fn the_gateway_keeps_policy_state_in_its_database() {
         StateBackend::get(&again, "alice@l.test", "memo"),
         Some(b"on disk".to_vec())
     );
+}
+
+/// A policy built against `pizzja:policy@0.1.0` (the default policy as it
+/// was before 0.2.0, kept in `tests/fixtures/`) still loads, and decides as
+/// the current default does: the host adapts its events and actions.
+#[test]
+fn a_policy_built_against_0_1_0_still_loads_and_decides_as_it_did() {
+    use pizzja_host::policy::bindings::{
+        Controller, ForeignStanza, Session, SessionChange, SessionState,
+    };
+    let old = PolicyEngine::new(
+        "default-0.1.0",
+        include_bytes!("fixtures/default-policy-v0.1.0.wasm"),
+        vec![],
+        EngineOptions::with_limits(limits()),
+    )
+    .expect("a 0.1.0 policy loads");
+    let now = default_engine();
+    assert_eq!(old.current().version(), "0.1.0");
+    assert_eq!(now.current().version(), "0.2.0");
+
+    let controller = |resource: &str| Controller {
+        resource: resource.into(),
+        show: None,
+        status: None,
+        priority: 0,
+        online_since_ms: 1,
+        last_active_ms: 1,
+    };
+    let facts = Facts {
+        controllers: vec![controller("Work/phone"), controller("Work/laptop")],
+        sessions: vec![Session {
+            resource: "Work".into(),
+            state: SessionState::Online,
+        }],
+        ..facts()
+    };
+    let presence = Event::Local(LocalStanza {
+        stanza: Stanza {
+            kind: StanzaKind::Presence,
+            type_: String::new(),
+            id: None,
+            from: Some("alice@l.test/Home/desk".into()),
+            to: Some("gw.l.test".into()),
+            xml: "<presence/>".into(),
+        },
+        sender_resource: Some("Home/desk".into()),
+        answers: None,
+    });
+    let incoming = Event::Foreign(ForeignStanza {
+        session: "Work".into(),
+        stanza: Stanza {
+            kind: StanzaKind::Message,
+            type_: "chat".into(),
+            id: Some("i".into()),
+            from: Some("bob@f.test/pc".into()),
+            to: Some("me@f.test/Work".into()),
+            xml: "<message><body>hi</body></message>".into(),
+        },
+        answers: None,
+    });
+    let gap = Event::Session(SessionChange {
+        session: "Work".into(),
+        state: SessionState::Reconnecting,
+        reason: Some("connection lost".into()),
+    });
+    for event in [message("hello"), presence, incoming, gap] {
+        let then = old
+            .decide(&event, &facts)
+            .expect("the 0.1.0 policy decides");
+        assert!(!then.is_empty(), "{event:?}");
+        assert_eq!(
+            then,
+            now.decide(&event, &facts).expect("decides"),
+            "{event:?}"
+        );
+    }
 }

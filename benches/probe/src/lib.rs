@@ -15,7 +15,7 @@
 pub mod wire {
     use pizzja_sdk::{
         Action, Content, Controller, ErrorType, Event, Facts, ForeignStanza, IqRequest,
-        LocalStanza, LogLevel, LogLine, SendForeign, SendLocal, Session, SessionChange,
+        LocalStanza, LogLevel, LogLine, RequestTie, SendForeign, SendLocal, Session, SessionChange,
         SessionState, Stanza, StanzaError, StanzaKind,
     };
     include!("wire_codec.rs");
@@ -86,6 +86,12 @@ pub mod wire {
                     session: "Work".into(),
                     to: Some("bob@remote.net".into()),
                     content: Content::Original,
+                    ties: vec![RequestTie {
+                        namespace: "urn:example".into(),
+                        request: "search".into(),
+                        reply: "hit".into(),
+                        attribute: "tag".into(),
+                    }],
                 }),
                 Action::SendLocal(SendLocal {
                     to_resource: None,

@@ -238,7 +238,8 @@ wire_record!(Controller { resource, show, status, priority, online_since_ms, las
 wire_record!(Session { resource, state });
 wire_record!(Facts { local_jid, foreign_jid, gateway, controllers, sessions, now_ms });
 wire_variant!(Content { Original() = 0, Xml(String) = 1 });
-wire_record!(SendForeign { session, to, content });
+wire_record!(RequestTie { namespace, request, reply, attribute });
+wire_record!(SendForeign { session, to, content, ties });
 wire_record!(SendLocal { to_resource, from_node, from_resource, content });
 wire_enum!(ErrorType { Auth = 0, Cancel = 1, Continue = 2, Modify = 3, Wait = 4 });
 wire_record!(StanzaError { type_, condition, text });

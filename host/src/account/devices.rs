@@ -7,13 +7,15 @@
 //!   stanza ([`mark_copy`]).
 //! - An archive query a controller sends through F/A leaves with the
 //!   gateway's own `queryid`, so that its result messages find the asker
-//!   like an IQ answer does ([`tie_query`], [`result_queryid`]).
+//!   like an IQ answer does ([`archive_tie`], [`tie_request`],
+//!   [`reply_tag`]); a policy may tie other flows the same way.
 //! - F/A's available presence carries XEP-0115 capabilities
 //!   ([`add_caps`]), and the gateway answers disco#info for them itself
 //!   ([`caps_answer`]): that is what makes contacts' servers send PEP
 //!   notifications (avatars, nicknames) to F/A.
 
 use super::archive::NS_MAM;
+use crate::policy::bindings as wit;
 use crate::xmpp::{NS_CLIENT, ncname, set_attr};
 use minidom::Element;
 use std::sync::LazyLock;
@@ -81,25 +83,48 @@ fn add_once(el: &mut Element, name: &str, ns: &str) {
     }
 }
 
-/// If `iq` carries an archive query, gives it `queryid` (the gateway's id
-/// for the request) and returns the asker's own `queryid` (none when it
-/// had none, so its results carry none either).
-pub fn tie_query(iq: &mut Element, queryid: &str) -> Option<Option<String>> {
-    let query = iq.children_mut().find(|c| c.is("query", NS_MAM))?;
-    let original = query.attr("queryid").map(str::to_string);
-    set_attr(query, "queryid", Some(queryid.to_string()));
+/// The tie every archive query gets (XEP-0313): `<query queryid=…/>` in
+/// the request, `<result queryid=…/>` in each result message.
+pub fn archive_tie() -> wit::RequestTie {
+    wit::RequestTie {
+        namespace: NS_MAM.into(),
+        request: "query".into(),
+        reply: "result".into(),
+        attribute: "queryid".into(),
+    }
+}
+
+/// If `iq`'s payload holds the element `tie` names, gives its attribute
+/// `tag` (the gateway's id for the request) and returns the asker's own
+/// value (none when it had none, so its replies carry none either).
+pub fn tie_request(iq: &mut Element, tie: &wit::RequestTie, tag: &str) -> Option<Option<String>> {
+    let payload = iq.children_mut().next()?;
+    let element = if payload.is(tie.request.as_str(), tie.namespace.as_str()) {
+        payload
+    } else {
+        payload
+            .children_mut()
+            .find(|c| c.is(tie.request.as_str(), tie.namespace.as_str()))?
+    };
+    let original = element.attr(tie.attribute.as_str()).map(str::to_string);
+    set_attr(element, &tie.attribute, Some(tag.to_string()));
     Some(original)
 }
 
-/// The `queryid` an archive result message carries, if it is one.
-pub fn result_queryid(message: &Element) -> Option<&str> {
-    message.get_child("result", NS_MAM)?.attr("queryid")
+/// The tag a message carries for `tie`, if it carries one.
+pub fn reply_tag<'a>(message: &'a Element, tie: &'a wit::RequestTie) -> Option<&'a str> {
+    message
+        .get_child(tie.reply.as_str(), tie.namespace.as_str())?
+        .attr(tie.attribute.as_str())
 }
 
-/// Puts the asker's own `queryid` back on a result message.
-pub fn restore_queryid(message: &mut Element, original: Option<String>) {
-    if let Some(result) = message.children_mut().find(|c| c.is("result", NS_MAM)) {
-        set_attr(result, "queryid", original);
+/// Puts the asker's own value back on a tied message.
+pub fn restore_tag(message: &mut Element, tie: &wit::RequestTie, original: Option<String>) {
+    if let Some(reply) = message
+        .children_mut()
+        .find(|c| c.is(tie.reply.as_str(), tie.namespace.as_str()))
+    {
+        set_attr(reply, &tie.attribute, original);
     }
 }
 
@@ -175,10 +200,14 @@ mod tests {
 
     #[test]
     fn an_archive_query_leaves_with_the_gateway_s_queryid_and_results_get_the_asker_s_back() {
+        let mam = archive_tie();
         let mut iq = parse(
             "<iq xmlns='jabber:client' type='set' id='q'><query xmlns='urn:xmpp:mam:2' queryid='mine'/></iq>",
         );
-        assert_eq!(tie_query(&mut iq, "pz-7"), Some(Some("mine".into())));
+        assert_eq!(
+            tie_request(&mut iq, &mam, "pz-7"),
+            Some(Some("mine".into()))
+        );
         assert_eq!(
             iq.get_child("query", NS_MAM)
                 .and_then(|q| q.attr("queryid")),
@@ -187,16 +216,34 @@ mod tests {
         let mut result = parse(
             "<message xmlns='jabber:client'><result xmlns='urn:xmpp:mam:2' queryid='pz-7' id='1'/></message>",
         );
-        assert_eq!(result_queryid(&result), Some("pz-7"));
-        restore_queryid(&mut result, Some("mine".into()));
-        assert_eq!(result_queryid(&result), Some("mine"));
+        assert_eq!(reply_tag(&result, &mam), Some("pz-7"));
+        restore_tag(&mut result, &mam, Some("mine".into()));
+        assert_eq!(reply_tag(&result, &mam), Some("mine"));
         // Without a queryid of its own, the asker's results carry none.
-        restore_queryid(&mut result, None);
-        assert_eq!(result_queryid(&result), None);
+        restore_tag(&mut result, &mam, None);
+        assert_eq!(reply_tag(&result, &mam), None);
         let mut other = parse(
             "<iq xmlns='jabber:client' type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>",
         );
-        assert_eq!(tie_query(&mut other, "pz-8"), None);
+        assert_eq!(tie_request(&mut other, &mam, "pz-8"), None);
+    }
+
+    #[test]
+    fn a_policy_s_tie_finds_its_element_in_the_payload_or_just_under_it() {
+        let tie = wit::RequestTie {
+            namespace: "urn:example:search".into(),
+            request: "search".into(),
+            reply: "hit".into(),
+            attribute: "tag".into(),
+        };
+        let mut iq = parse(
+            "<iq xmlns='jabber:client' type='set' id='s'><x xmlns='urn:example:wrap'><search xmlns='urn:example:search'/></x></iq>",
+        );
+        assert_eq!(tie_request(&mut iq, &tie, "pz-9"), Some(None));
+        let hit = parse(
+            "<message xmlns='jabber:client'><hit xmlns='urn:example:search' tag='pz-9'/></message>",
+        );
+        assert_eq!(reply_tag(&hit, &tie), Some("pz-9"));
     }
 
     #[test]

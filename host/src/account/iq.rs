@@ -3,6 +3,7 @@
 //! colliding ids never mix; its answer finds the asker by that id, and only
 //! from where the request went; no answer in time is an error to the asker.
 
+use crate::policy::bindings as wit;
 use crate::xmpp::{NS_CLIENT, error_element, set_attr};
 use jid::{BareJid, Jid};
 use minidom::Element;
@@ -41,12 +42,14 @@ pub struct Inbound {
     pub payload_ns: Option<String>,
 }
 
-/// Messages tied to a controller's request until its answer comes: the
-/// results of an archive query, found by the `queryid` the gateway gave
-/// it (the request's own id).
+/// A message flow tied to a controller's request until its answer comes
+/// (the results of an archive query, or a flow a policy named): messages
+/// carrying the request's id where the tie says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tie {
-    /// The asker's own `queryid`, restored on each result.
+    /// Where the id is, in the request and in each tied message.
+    pub spec: wit::RequestTie,
+    /// The asker's own value there, restored on each tied message.
     pub original: Option<String>,
 }
 
@@ -56,7 +59,7 @@ pub struct Tie {
 pub struct IqTracker {
     outbound: HashMap<String, Outbound>,
     inbound: HashMap<String, Inbound>,
-    ties: HashMap<String, Tie>,
+    ties: HashMap<String, Vec<Tie>>,
 }
 
 /// A new id: process-wide, so ids never repeat across accounts or task
@@ -101,28 +104,32 @@ impl IqTracker {
         self.outbound.remove(id)
     }
 
-    /// Ties the messages tagged `id` to the tracked request `id` until its
-    /// answer comes.
+    /// Ties messages carrying `id` as `tie` says to the tracked request
+    /// `id` until its answer comes.
     pub fn tie(&mut self, id: &str, tie: Tie) {
         if self.outbound.contains_key(id) {
-            self.ties.insert(id.to_string(), tie);
+            self.ties.entry(id.to_string()).or_default().push(tie);
         }
     }
 
-    /// The request a message tagged `tag` (on `session`, from `from`) is
-    /// tied to, with its tie, if it fits like an answer would: same
-    /// session, from where the request went.
+    /// The request `message` (on `session`, from `from`) is tied to, with
+    /// the tie it matched, if it fits like an answer would: same session,
+    /// from where the request went.
     pub fn tied(
         &self,
-        tag: &str,
+        message: &Element,
         session: &str,
         from: Option<&str>,
         account: &BareJid,
     ) -> Option<(&Outbound, &Tie)> {
-        let tie = self.ties.get(tag)?;
-        let request = self.outbound.get(tag)?;
-        (request.session == session && same_peer(request.peer.as_deref(), from, account))
-            .then_some((request, tie))
+        self.ties.iter().find_map(|(id, ties)| {
+            let tie = ties
+                .iter()
+                .find(|t| super::devices::reply_tag(message, &t.spec) == Some(id.as_str()))?;
+            let request = self.outbound.get(id)?;
+            (request.session == session && same_peer(request.peer.as_deref(), from, account))
+                .then_some((request, tie))
+        })
     }
 
     /// Tracks a foreign request sent to a controller; returns its new id.
@@ -241,42 +248,44 @@ mod tests {
     #[test]
     fn tied_messages_find_their_asker_until_the_answer_and_only_from_the_peer() {
         let mut t = IqTracker::default();
-        let me = BareJid::new("me@remote.net").expect("jid");
+        let me = account();
         let a = t.track_outbound(outbound("Work/phone", "q", None));
         let b = t.track_outbound(outbound("Work/laptop", "q", None));
-        t.tie(
-            &a,
-            Tie {
-                original: Some("same".into()),
-            },
-        );
-        t.tie(
-            &b,
-            Tie {
-                original: Some("same".into()),
-            },
-        );
+        for id in [&a, &b] {
+            t.tie(
+                id,
+                Tie {
+                    spec: super::super::devices::archive_tie(),
+                    original: Some("same".into()),
+                },
+            );
+        }
+        let result = |tag: &str| -> Element {
+            format!("<message xmlns='jabber:client'><result xmlns='urn:xmpp:mam:2' queryid='{tag}'/></message>")
+                .parse()
+                .expect("test XML")
+        };
         let (request, tie) = t
-            .tied(&a, "Work", Some("me@remote.net"), &me)
+            .tied(&result(&a), "Work", Some("me@remote.net"), &me)
             .expect("tied");
         assert_eq!(request.requester, "Work/phone");
         assert_eq!(tie.original.as_deref(), Some("same"));
         assert_eq!(
-            t.tied(&b, "Work", None, &me)
+            t.tied(&result(&b), "Work", None, &me)
                 .map(|(r, _)| r.requester.as_str()),
             Some("Work/laptop")
         );
         // Not from the account's server, or on another session: not tied.
-        assert!(t.tied(&a, "Work", Some("bob@remote.net/x"), &me).is_none());
-        assert!(t.tied(&a, "Home", None, &me).is_none());
+        assert!(
+            t.tied(&result(&a), "Work", Some("bob@remote.net/x"), &me)
+                .is_none()
+        );
+        assert!(t.tied(&result(&a), "Home", None, &me).is_none());
         // The answer ends the tie.
         assert!(t.outbound_answer(&a, "Work", None, &me).is_some());
-        assert!(t.tied(&a, "Work", None, &me).is_none());
+        assert!(t.tied(&result(&a), "Work", None, &me).is_none());
         assert!(t.expire_outbound(&b).is_some());
-        assert!(t.tied(&b, "Work", None, &me).is_none());
-        // Only a tracked request can be tied.
-        t.tie("pz-unknown", Tie { original: None });
-        assert!(t.tied("pz-unknown", "Work", None, &me).is_none());
+        assert!(t.tied(&result(&b), "Work", None, &me).is_none());
     }
 
     #[test]

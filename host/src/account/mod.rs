@@ -505,6 +505,7 @@ impl Account {
                 mut stanza,
                 origin,
                 local_to,
+                ties,
             } => {
                 // Requests from a controller get a fresh id so that answers find it.
                 if is_request(&stanza)
@@ -521,10 +522,12 @@ impl Account {
                         payload_ns: crate::xmpp::payload_ns(&stanza),
                     });
                     set_attr(&mut stanza, "id", Some(id.clone()));
-                    // An archive query's results are tied to the asker by
-                    // the same id, as its `queryid`.
-                    if let Some(original) = devices::tie_query(&mut stanza, &id) {
-                        self.iqs.tie(&id, iq::Tie { original });
+                    // Replies tied to the request (an archive query's
+                    // results, and what the policy named) carry the same id.
+                    for spec in std::iter::once(devices::archive_tie()).chain(ties) {
+                        if let Some(original) = devices::tie_request(&mut stanza, &spec, &id) {
+                            self.iqs.tie(&id, iq::Tie { spec, original });
+                        }
                     }
                     self.arm(Timer::Outbound(id));
                 }

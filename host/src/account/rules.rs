@@ -82,6 +82,9 @@ pub enum Plan {
         origin: Option<Element>,
         /// The address the controller wrote, before the rewrite.
         local_to: Option<String>,
+        /// Message flows tied to it (for a controller's request), at most
+        /// [`MAX_TIES`].
+        ties: Vec<wit::RequestTie>,
     },
     /// Open foreign session A (as `jid`).
     Open {
@@ -159,6 +162,7 @@ pub fn answer(
                 stanza: reply,
                 origin: None,
                 local_to: None,
+                ties: Vec::new(),
             }
         }
         Side::Internal => Plan::Nothing,
@@ -242,13 +246,29 @@ fn foreign(scope: &Scope, current: &Current, send: wit::SendForeign) -> Plan {
         (Side::Local { .. }, true) => current.stanza.clone(),
         _ => None,
     };
+    // A tie names an attribute the host writes: only a valid XML name.
+    let mut ties: Vec<wit::RequestTie> = send
+        .ties
+        .into_iter()
+        .filter(|t| {
+            minidom::rxml::NcName::try_from(t.attribute.as_str()).is_ok()
+                && !t.request.is_empty()
+                && !t.reply.is_empty()
+        })
+        .collect();
+    ties.truncate(MAX_TIES);
     Plan::Foreign {
         session: send.session,
         stanza,
         origin,
         local_to,
+        ties,
     }
 }
+
+/// The most request ties one action may ask for: each costs a look at
+/// every message while its request is in flight.
+pub const MAX_TIES: usize = 4;
 
 fn local(scope: &Scope, current: &Current, send: wit::SendLocal) -> Plan {
     let mut stanza = match content(send.content, current) {

@@ -295,18 +295,17 @@ impl Account {
         }
         let mut answers = None;
         if kind == Kind::Message
-            && let Some(tag) = devices::result_queryid(&el).map(str::to_string)
             && let Some((request, tie)) =
                 self.iqs
-                    .tied(&tag, &session, el.attr("from"), &self.reg.foreign)
+                    .tied(&el, &session, el.attr("from"), &self.reg.foreign)
         {
             answers = Some(wit::IqRequest {
                 requester: request.requester.clone(),
                 peer: None,
                 payload_ns: request.payload_ns.clone(),
             });
-            let original = tie.original.clone();
-            devices::restore_queryid(&mut el, original);
+            let tie = tie.clone();
+            devices::restore_tag(&mut el, &tie.spec, tie.original);
         }
         let type_ = el.attr("type").unwrap_or("");
         if kind == Kind::Iq && (type_ == "result" || type_ == "error") {

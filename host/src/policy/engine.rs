@@ -39,13 +39,21 @@ impl EngineOptions {
     }
 }
 
+impl Loaded {
+    /// The version of the WIT world the policy was built against (`0.2.0`,
+    /// or `0.1.0` adapted by the host).
+    pub fn version(&self) -> &'static str {
+        self.pre.version()
+    }
+}
+
 /// A compiled, validated policy and its idle instances.
 pub struct Loaded {
     /// Shown in logs: `builtin:default` or the file name.
     pub name: String,
     /// SHA-1 of the module bytes, hex.
     pub hash: String,
-    pub(super) pre: bindings::PolicyPre<State>,
+    pub(super) pre: bindings::AnyPolicyPre<State>,
     pub(super) config: Vec<(String, String)>,
     pub(super) idle: Mutex<Vec<Instance>>,
     pub(super) state: Arc<dyn StateBackend>,
@@ -124,6 +132,11 @@ impl PolicyEngine {
             |s| s,
         )
         .map_err(|e| anyhow::anyhow!("failed to link the policy store: {e:#}"))?;
+        bindings::v1::Policy::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("failed to link the 0.1.0 policy store: {e:#}"))?;
         start_ticker(&engine, limits.deadline);
         let first = Self::compile_with(&engine, &linker, limits, &state, name, bytes, config)?;
         let (events, _) = tokio::sync::broadcast::channel(64);
@@ -158,11 +171,18 @@ impl PolicyEngine {
         let pre = wt(linker.instantiate_pre(&component), || {
             format!("policy `{name}` imports something the host does not provide")
         })?;
-        let pre = wt(bindings::PolicyPre::new(pre), || {
-            format!(
-                "policy `{name}` does not export the world `pizzja:policy/policy@0.1.0` (init, decide)"
-            )
-        })?;
+        // The current world first; a policy built against 0.1.0 is adapted.
+        let pre = match bindings::PolicyPre::new(pre.clone()) {
+            Ok(now) => bindings::AnyPolicyPre::Now(now),
+            Err(e) => match bindings::v1::PolicyPre::new(pre) {
+                Ok(old) => bindings::AnyPolicyPre::V1(old),
+                Err(_) => {
+                    return Err(anyhow::anyhow!(
+                        "policy `{name}` does not export the world `pizzja:policy/policy@0.2.0` (init, decide), nor 0.1.0: {e:#}"
+                    ));
+                }
+            },
+        };
         let hash = hex::encode(Sha1::digest(bytes));
         let loaded = Loaded {
             name: name.to_string(),
@@ -228,7 +248,7 @@ impl PolicyEngine {
         *core.probation.lock().unwrap_or_else(|p| p.into_inner()) = Probation::default();
         core.probation_open.store(true, Ordering::Release);
         drop(previous);
-        tracing::info!(policy = %loaded.name, hash = %loaded.hash, "policy swapped in");
+        tracing::info!(policy = %loaded.name, hash = %loaded.hash, wit = loaded.version(), "policy swapped in");
         let _ = core.events.send(PolicyEvent::Loaded {
             name: loaded.name.clone(),
             hash: loaded.hash.clone(),

@@ -63,7 +63,7 @@ impl State {
 
 pub(super) struct Instance {
     pub(super) store: Store<State>,
-    pub(super) policy: bindings::Policy,
+    pub(super) policy: bindings::AnyPolicy,
 }
 
 /// A trap's message, with what the guest wrote to stdout and stderr during

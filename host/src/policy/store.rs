@@ -84,3 +84,20 @@ impl bindings::pizzja::policy::store::Host for State {
         }
     }
 }
+
+// A 0.1.0 policy's store is the same store.
+impl bindings::v1::pizzja::policy::types::Host for State {}
+
+impl bindings::v1::pizzja::policy::store::Host for State {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        bindings::pizzja::policy::store::Host::get(self, key)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        bindings::pizzja::policy::store::Host::set(self, key, value)
+    }
+
+    fn delete(&mut self, key: String) {
+        bindings::pizzja::policy::store::Host::delete(self, key)
+    }
+}

@@ -82,6 +82,7 @@ fn forward_foreign(session: &str, to: Option<&str>) -> Action {
         session: session.into(),
         to: to.map(Into::into),
         content: Content::Original,
+        ties: Vec::new(),
     })
 }
 
@@ -563,6 +564,7 @@ fn an_online_session_sends_initial_presence_with_priority_zero() {
                 session,
                 to: None,
                 content: Content::Xml(x),
+                ..
             }),
         ] => {
             assert_eq!(session, "Work");

@@ -91,6 +91,7 @@ impl Policy for Hostile {
                         session: "NotMine".into(),
                         to: Some("bob@foreign.test".into()),
                         content: Content::Original,
+                        ties: Vec::new(),
                     }),
                 ]
             }

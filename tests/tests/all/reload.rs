@@ -93,3 +93,69 @@ async fn replacing_the_policy_under_traffic_loses_duplicates_and_reorders_nothin
         .collect();
     assert!(dupes.is_empty(), "delivered twice: {dupes:?}");
 }
+
+/// A policy built against `pizzja:policy@0.1.0` runs the gateway as it did
+/// (the host adapts it), and the current one replaces it without a restart.
+#[tokio::test]
+async fn a_policy_built_against_wit_0_1_0_routes_both_ways_and_is_replaced_live() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("policy.wasm");
+    let old = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../host/tests/fixtures/default-policy-v0.1.0.wasm");
+    std::fs::copy(&old, &module).expect("install the 0.1.0 module");
+    let path = module.clone();
+    let mut world = World::with(move |c| {
+        c.policy = PolicySource::File(path);
+        c.policy_watch = true;
+    })
+    .await;
+    world.session_up("me/Work online").await;
+    let mut bob = world.bob().await;
+    let mut events = world
+        .gateway
+        .as_mut()
+        .expect("running")
+        .policy_events
+        .resubscribe();
+    for n in 0..2 {
+        let out = format!("out-{n}");
+        world
+            .phone
+            .send(&format!(
+                "<message type='chat' to='{}' id='{out}'><body>{out}</body></message>",
+                gw_jid("bob@foreign.test/pc")
+            ))
+            .await;
+        bob.expect("the phone's message", |e| {
+            body(e).as_deref() == Some(out.as_str())
+        })
+        .await;
+        let back = format!("back-{n}");
+        bob.send(&format!(
+            "<message type='chat' to='{ME}/Work' id='{back}'><body>{back}</body></message>"
+        ))
+        .await;
+        world
+            .phone
+            .expect("bob's answer", |e| {
+                body(e).as_deref() == Some(back.as_str())
+            })
+            .await;
+        if n == 0 {
+            // Now the current default, built against 0.2.0.
+            let now = std::fs::read(policy_path("pizzja_policy_default")).expect("built");
+            replace(&module, &now);
+            loop {
+                let event = tokio::time::timeout(WAIT, events.recv())
+                    .await
+                    .expect("the reload within the wait")
+                    .expect("policy events");
+                match event {
+                    PolicyEvent::Loaded { .. } => break,
+                    PolicyEvent::Refused { error, .. } => panic!("refused: {error}"),
+                    _ => {}
+                }
+            }
+        }
+    }
+}

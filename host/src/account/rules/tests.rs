@@ -62,6 +62,7 @@ fn send_foreign(session: &str, to: Option<&str>, content: wit::Content) -> wit::
         session: session.into(),
         to: to.map(Into::into),
         content,
+        ties: Vec::new(),
     })
 }
 
@@ -108,6 +109,7 @@ fn a_local_stanza_leaves_through_its_session_without_from_and_keeps_its_origin()
             stanza,
             origin,
             local_to,
+            ..
         } => {
             assert_eq!(session, "Work");
             assert_eq!(stanza.attr("to"), Some("bob@remote.net/x"));
@@ -384,4 +386,30 @@ fn an_answer_to_a_stanza_from_outside_the_account_goes_nowhere() {
         with_scope(&["Work"], |s| plan(action, s, &stray)),
         Plan::Nothing
     ));
+}
+
+#[test]
+fn request_ties_naming_no_valid_attribute_are_dropped_and_at_most_four_kept() {
+    let current = chat();
+    let tie = |attribute: &str| wit::RequestTie {
+        namespace: "urn:example".into(),
+        request: "search".into(),
+        reply: "hit".into(),
+        attribute: attribute.into(),
+    };
+    let mut ties = vec![tie("bad name"), tie(""), tie("x:y")];
+    ties.extend((0..6).map(|i| tie(&format!("tag{i}"))));
+    let action = wit::Action::SendForeign(wit::SendForeign {
+        session: "Work".into(),
+        to: Some("bob@remote.net/x".into()),
+        content: wit::Content::Original,
+        ties,
+    });
+    match with_scope(&["Work"], |s| plan(action, s, &current)) {
+        Plan::Foreign { ties, .. } => {
+            let kept: Vec<&str> = ties.iter().map(|t| t.attribute.as_str()).collect();
+            assert_eq!(kept, ["tag0", "tag1", "tag2", "tag3"]);
+        }
+        other => panic!("{other:?}"),
+    }
 }
