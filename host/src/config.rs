@@ -38,6 +38,31 @@ struct RawConfig {
     foreign: RawForeign,
     #[serde(default)]
     runtime: RawRuntime,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: one line each, with colours on a terminal.
+    Text,
+    /// One JSON object a line (journald, Loki, any aggregator).
+    Json,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -162,6 +187,10 @@ pub struct Config {
     pub threads: usize,
     /// Stanzas from the local server that may wait for one account's task.
     pub account_queue: usize,
+    /// Where Prometheus metrics are served (`[metrics] listen`), if at all.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `[log] format`.
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -264,6 +293,21 @@ impl Config {
             bail!("`foreign.ca_file` = `{}` does not exist", ca.display());
         }
 
+        let metrics_listen = raw
+            .metrics
+            .listen
+            .map(|a| {
+                a.parse::<SocketAddr>().map_err(|e| {
+                    anyhow!("`metrics.listen` = `{a}` is not an IP address and port: {e}")
+                })
+            })
+            .transpose()?;
+        let log_format = match raw.log.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("`log.format` = `{other}`: expected `text` or `json`"),
+        };
+
         Ok(Config {
             jid,
             server: c.server,
@@ -288,6 +332,8 @@ impl Config {
             max_concurrent_logins: f.max_concurrent_logins.unwrap_or(32).max(1),
             threads: raw.runtime.threads.unwrap_or(1),
             account_queue: raw.runtime.account_queue.unwrap_or(256).max(1),
+            metrics_listen,
+            log_format,
         })
     }
 }
@@ -348,6 +394,22 @@ secret = "s3cret"
     }
 
     #[test]
+    fn metrics_and_log_format_are_optional() {
+        let c = Config::parse(MINIMAL, Path::new(".")).expect("valid");
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(c.log_format, LogFormat::Text);
+        let text = format!(
+            "{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:9537\"\n[log]\nformat = \"json\"\n"
+        );
+        let c = Config::parse(&text, Path::new(".")).expect("valid");
+        assert_eq!(
+            c.metrics_listen,
+            Some("127.0.0.1:9537".parse().expect("addr"))
+        );
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
     fn the_secret_never_prints() {
         let c = Config::parse(MINIMAL, Path::new(".")).expect("valid");
         assert!(!format!("{c:?}").contains("s3cret"));
@@ -387,6 +449,11 @@ secret = "s3cret"
                 "component.jid",
             ),
             (format!("{MINIMAL}\nbogus = 1"), "bogus"),
+            (
+                format!("{MINIMAL}\n[metrics]\nlisten = \"localhost\""),
+                "metrics.listen",
+            ),
+            (format!("{MINIMAL}\n[log]\nformat = \"xml\""), "log.format"),
         ];
         for (text, key) in cases {
             let err = format!("{:#}", Config::parse(&text, Path::new(".")).expect_err(key));

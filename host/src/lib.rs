@@ -21,6 +21,7 @@
 
 pub mod account;
 pub mod config;
+pub mod metrics;
 pub mod policy;
 pub mod router;
 pub mod services;
@@ -155,6 +156,23 @@ pub async fn run(
     };
     let probes = Arc::new(account::controllers::ProbeWindow::default());
     let overload = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let metrics = Arc::new(metrics::Metrics::default());
+    // Bound before anything else can fail late: a bad address stops the start.
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => {
+            let listener = metrics::bind(addr).await?;
+            let registry = metrics::registry(
+                &metrics,
+                engine.clone(),
+                storage.clone(),
+                overload.clone(),
+                to_local.clone(),
+            );
+            Some(tokio::spawn(metrics::serve(listener, Arc::new(registry))).abort_handle())
+        }
+        None => None,
+    };
+    tokio::spawn(count_reloads(engine.events(), metrics.clone()));
     let env = Arc::new(account::Env {
         gateway: config.jid.clone(),
         engine: engine.clone(),
@@ -167,6 +185,7 @@ pub async fn run(
         positions: positions_tx,
         queue: config.account_queue,
         overload: overload.clone(),
+        metrics: metrics.clone(),
     });
     let (control_tx, mut control) = mpsc::unbounded_channel();
     let services = Arc::new(services::Services {
@@ -181,6 +200,7 @@ pub async fn run(
         probes,
         login_timeout: config.login_timeout,
         overload,
+        metrics: metrics.clone(),
     });
     let target = policy::reload::Target {
         engine,
@@ -193,6 +213,19 @@ pub async fn run(
         (PolicySource::File(path), true) => Some(policy::reload::watch(path, reloads.clone())?),
         _ => None,
     };
+
+    // systemd's WatchdogSec: pinged at half the interval for as long as the
+    // runtime runs its tasks (a hung process stops pinging and is restarted).
+    let watchdog = sd_notify::watchdog_enabled().map(|interval| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval / 2);
+            loop {
+                tick.tick().await;
+                notify(sd_notify::NotifyState::Watchdog);
+            }
+        })
+        .abort_handle()
+    });
 
     let mut router = Router::new(
         services,
@@ -208,16 +241,24 @@ pub async fn run(
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(LinkEvent::Connected) => {
+                    metrics.link_up.set(1);
                     router.link_up(!first_connect);
                     if first_connect {
                         first_connect = false;
                         info!(jid = %router.gateway(), "pizzja ready");
+                        // systemd (Type=notify): ready once the link is up and
+                        // the policy loaded; nothing without NOTIFY_SOCKET.
+                        notify(sd_notify::NotifyState::Ready);
                     }
                     if let Some(r) = ready.take() {
                         let _ = r.send(());
                     }
                 }
-                Some(LinkEvent::Down) => router.link_down(),
+                Some(LinkEvent::Down) => {
+                    metrics.link_up.set(0);
+                    metrics.link_outages.inc();
+                    router.link_down();
+                }
                 Some(LinkEvent::Stanza(el)) => router.route(el).await,
                 None => break,
             },
@@ -229,6 +270,13 @@ pub async fn run(
         }
     }
     info!("shutting down");
+    notify(sd_notify::NotifyState::Stopping);
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     router.stop_all();
     let _ = link_task.await;
     let _ = salted_writer.await;
@@ -282,5 +330,31 @@ async fn write_batches<T: Send + 'static>(
                 return;
             }
         }
+    }
+}
+
+/// Counts the policy's reloads by outcome, for as long as the engine lives.
+async fn count_reloads(
+    mut events: tokio::sync::broadcast::Receiver<policy::PolicyEvent>,
+    metrics: Arc<metrics::Metrics>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let outcome = match events.recv().await {
+            Ok(policy::PolicyEvent::Loaded { .. }) => "loaded",
+            Ok(policy::PolicyEvent::Refused { .. }) => "refused",
+            Ok(policy::PolicyEvent::Unchanged { .. }) => "unchanged",
+            Ok(policy::PolicyEvent::RolledBack { .. }) => "rolled-back",
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        metrics::Metrics::count(&metrics.reloads, outcome);
+    }
+}
+
+/// Tells systemd `state` when it runs the gateway (`NOTIFY_SOCKET`).
+fn notify(state: sd_notify::NotifyState) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "could not notify systemd");
     }
 }

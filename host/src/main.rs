@@ -1,7 +1,7 @@
 //! `pizzja`: run or check the gateway, test policies (docs/configuration.md).
 
 use clap::{Parser, Subcommand};
-use pizzja_host::config::{Config, PolicySource};
+use pizzja_host::config::{Config, LogFormat, PolicySource};
 use pizzja_host::policy::scenario;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,13 +64,10 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // `run` logs as its configuration says (read first); the rest as text.
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging(LogFormat::Text);
+    }
     match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config, scenarios } => check(&config, &scenarios),
@@ -90,6 +87,34 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// Log lines to stderr, filtered by `RUST_LOG` (default `info`).
+///
+/// tokio-xmpp's stream layer logs every element it reads and writes at
+/// trace level, the SASL exchange and registration passwords included: it
+/// stays at info whatever `RUST_LOG` says. The raw XML of each link is
+/// logged by the gateway itself, passwords removed (`pizzja::xml::…`).
+fn init_logging(format: LogFormat) {
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    for quiet in [
+        "tokio_xmpp::xmlstream=info",
+        "tokio_xmpp::stanzastream=debug",
+    ] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().init(),
     }
 }
 
@@ -232,6 +257,7 @@ fn run(config: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    init_logging(parsed.log_format);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if parsed.threads > 0 {
         builder.worker_threads(parsed.threads);

@@ -103,6 +103,7 @@ impl Router {
         if let Some(tx) = self.accounts.remove(local) {
             tx.tell(Input::Shutdown);
         }
+        self.show_accounts();
     }
 
     /// Stops every account task (shutdown).
@@ -114,6 +115,20 @@ impl Router {
 
     /// Dispatches one stanza from the local server.
     pub async fn route(&mut self, el: Element) {
+        self.env.metrics.stanza("from_local", &el);
+        self.dispatch(el).await;
+        self.show_accounts();
+    }
+
+    /// How many account tasks run, for the metrics.
+    fn show_accounts(&self) {
+        self.env
+            .metrics
+            .accounts_running
+            .set(self.accounts.len() as i64);
+    }
+
+    async fn dispatch(&mut self, el: Element) {
         let Some(kind) = Kind::of(&el) else {
             debug!(name = el.name(), "ignoring a non-stanza element");
             return;

@@ -3,73 +3,16 @@
 //! keeps registrations, policy state and archive positions, and its
 //! sessions come back and catch up with what arrived meanwhile.
 
+use pizzja_tests::process::Process;
 use pizzja_tests::*;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 
 const ME: &str = "me@foreign.test";
 
-/// The gateway as a process of its own, with its log lines.
-struct Process {
-    child: Child,
-    log: mpsc::UnboundedReceiver<String>,
-}
-
-impl Process {
-    /// Starts `pizzja run` and waits for its `pizzja ready` line.
-    async fn start(config: &Path) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pizzja"))
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info,pizzja_host::account=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("pizzja starts");
-        // Read for as long as it runs: a full pipe would stop it.
-        let (tx, log) = mpsc::unbounded_channel();
-        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut p = Process { child, log };
-        p.wait_for("pizzja ready").await;
-        p
-    }
-
-    /// Waits for a log line containing `text`.
-    async fn wait_for(&mut self, text: &str) -> String {
-        let found = tokio::time::timeout(WAIT, async {
-            while let Some(line) = self.log.recv().await {
-                if line.contains(text) {
-                    return Some(line);
-                }
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(line)) => line,
-            Ok(None) => panic!("pizzja exited before logging {text:?}"),
-            Err(_) => panic!("pizzja did not log {text:?} within {WAIT:?}"),
-        }
-    }
-
-    /// SIGKILL: no shutdown, no flushing, nothing.
-    async fn kill_9(mut self) {
-        self.child.kill().await.expect("killed");
-    }
+/// `pizzja run` on `config`.
+async fn start(config: &Path) -> Process {
+    Process::start(Path::new(env!("CARGO_BIN_EXE_pizzja")), config, &[]).await
 }
 
 #[tokio::test]
@@ -96,7 +39,7 @@ async fn killed_with_sigkill_and_restarted_it_keeps_its_state_and_catches_up() {
             .replacen("[foreign]", &format!("{extra}\n[foreign]"), 1),
     )
     .expect("config written");
-    let mut gateway = Process::start(&config).await;
+    let mut gateway = start(&config).await;
 
     let mut phone = Client::connect(&prosody, "alice", LOCAL, "Work/phone")
         .await
@@ -168,7 +111,7 @@ async fn killed_with_sigkill_and_restarted_it_keeps_its_state_and_catches_up() {
     bob.expect("the server's answer", |e| e.attr("id") == Some("p"))
         .await;
 
-    let mut gateway = Process::start(&config).await;
+    let mut gateway = start(&config).await;
     // Registration kept: the session comes back for the phone, and what
     // bob wrote meanwhile arrives from the archive, once, in order.
     let mut arrived = Vec::new();

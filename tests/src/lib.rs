@@ -21,6 +21,7 @@ use tokio_xmpp::jid::Jid;
 use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::Timeouts;
 
+pub mod process;
 pub mod proxy;
 
 /// The local virtual host.
@@ -34,7 +35,8 @@ pub const PASSWORD: &str = "correct horse";
 /// How long any expected stanza may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-const SECRET: &str = "component-secret";
+/// The component secret of the test servers.
+pub const SECRET: &str = "component-secret";
 
 /// Logs to the test's output at `RUST_LOG` (default: warnings).
 pub fn init_tracing() {

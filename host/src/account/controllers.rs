@@ -237,6 +237,11 @@ impl Controllers {
             .collect()
     }
 
+    /// How many are online.
+    pub fn count(&self) -> usize {
+        self.online.len()
+    }
+
     /// The policy's view: most recently active first.
     pub fn facts(&self) -> Vec<wit::Controller> {
         let mut online: Vec<&Controller> = self.online.iter().collect();

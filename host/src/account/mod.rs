@@ -14,12 +14,13 @@ pub mod iq;
 pub mod rules;
 mod sessions;
 
+use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use crate::policy::bindings as wit;
 use crate::storage::{KeptSalted, Registration, Storage};
 use crate::xmpp::foreign::{Command, Dialer, Outgoing, Report};
 use crate::xmpp::scram::SaltedCache;
-use crate::xmpp::{Kind, error_reply, set_attr, to_xml};
+use crate::xmpp::{Kind, error_reply, set_attr};
 use controllers::{CONFIRM_GRACE, Controllers, Origin, ProbeWindow};
 use iq::IqTracker;
 use minidom::Element;
@@ -121,6 +122,8 @@ pub struct Env {
     pub queue: usize,
     /// Stanzas refused because a queue was full, gateway-wide.
     pub overload: Arc<std::sync::atomic::AtomicU64>,
+    /// What Prometheus is shown.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Timers the task arms for itself.
@@ -163,6 +166,26 @@ struct Account {
     catchups: HashMap<String, archive::Query>,
     /// Per session: the archive ids delivered last.
     seen: HashMap<String, archive::Seen>,
+    /// What this account adds to the gateway's gauges now.
+    shown: Shown,
+}
+
+/// An account's share of the gauges: controllers, and sessions by state.
+#[derive(Default)]
+struct Shown {
+    controllers: i64,
+    sessions: HashMap<&'static str, i64>,
+}
+
+/// A session state's name, as the metrics label it.
+fn state_name(s: wit::SessionState) -> &'static str {
+    match s {
+        wit::SessionState::Connecting => "connecting",
+        wit::SessionState::Online => "online",
+        wit::SessionState::Reconnecting => "reconnecting",
+        wit::SessionState::Failed => "failed",
+        wit::SessionState::Closed => "closed",
+    }
 }
 
 fn now_ms() -> u64 {
@@ -190,6 +213,7 @@ pub fn spawn(reg: Registration, env: Arc<Env>) -> Handle {
         salted: None,
         catchups: HashMap::new(),
         seen: HashMap::new(),
+        shown: Shown::default(),
     };
     tokio::spawn(account.run(rx, stanzas_rx, reports_rx, timers_rx));
     Handle { stanzas, control }
@@ -246,7 +270,9 @@ impl Account {
                     Next::Timer(timer) => self.on_timer(timer).await,
                 },
             }
+            self.show(false);
         }
+        self.show(true);
         // What was still queued, or held, is answered: never dropped.
         stanzas.close();
         let text = "the gateway stopped serving this account; send it again";
@@ -266,7 +292,47 @@ impl Account {
         debug!(local = %self.reg.local, "account task stopped");
     }
 
+    /// Brings the account's share of the gauges up to date (to nothing
+    /// once the task ends).
+    fn show(&mut self, ending: bool) {
+        let metrics = &self.env.metrics;
+        let controllers = if ending {
+            0
+        } else {
+            self.controllers.count() as i64
+        };
+        metrics
+            .controllers
+            .inc_by(controllers - self.shown.controllers);
+        self.shown.controllers = controllers;
+        let mut now: HashMap<&'static str, i64> = HashMap::new();
+        if !ending {
+            for s in self.sessions.values() {
+                *now.entry(state_name(s.state)).or_default() += 1;
+            }
+        }
+        for (state, n) in &now {
+            let was = self.shown.sessions.get(state).copied().unwrap_or(0);
+            if *n != was {
+                metrics
+                    .sessions
+                    .get_or_create(&crate::metrics::State { state })
+                    .inc_by(n - was);
+            }
+        }
+        for (state, was) in &self.shown.sessions {
+            if !now.contains_key(state) && *was != 0 {
+                metrics
+                    .sessions
+                    .get_or_create(&crate::metrics::State { state })
+                    .dec_by(*was);
+            }
+        }
+        self.shown.sessions = now;
+    }
+
     async fn to_local(&self, el: Element) {
+        self.env.metrics.stanza("to_local", &el);
         if self.env.to_local.send(el).await.is_err() {
             warn!("component link gone; dropping stanza to local server");
         }
@@ -442,6 +508,11 @@ impl Account {
         let actions = match self.env.engine.decide(&event, &facts) {
             Ok(actions) => actions,
             Err(e) => {
+                let kind = match &e {
+                    crate::policy::DecideError::Trap { .. } => "trap",
+                    crate::policy::DecideError::Instantiate { .. } => "instantiate",
+                };
+                Metrics::count(&self.env.metrics.policy_failures, kind);
                 warn!(local = %self.reg.local, error = %e, "policy failed; answering with an error");
                 vec![wit::Action::ReplyError(wit::StanzaError {
                     type_: wit::ErrorType::Wait,
@@ -558,7 +629,7 @@ impl Account {
                     self.arm(Timer::Inbound(id));
                 }
                 debug!(to = ?stanza.attr("to"), from = ?stanza.attr("from"), "to local");
-                trace!(xml = %to_xml(&stanza), "to local");
+                trace!(xml = %crate::xmpp::to_logged_xml(&stanza), "to local");
                 self.to_local(stanza).await;
             }
         }

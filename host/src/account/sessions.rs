@@ -2,6 +2,7 @@
 //! and what their reports mean for the account.
 
 use super::{Account, Session, Side, Tag, archive, devices, rules::Current, wit};
+use crate::metrics::Metrics;
 use crate::storage::KeptSalted;
 use crate::xmpp::foreign::{self, Command, Outgoing, Report, SessionParams};
 use crate::xmpp::scram::SaltedCache;
@@ -38,6 +39,18 @@ impl Account {
                 reason,
             })
         };
+        let metrics = self.env.metrics.clone();
+        match &report {
+            Report::Stanza(el) => metrics.stanza("from_foreign", el),
+            Report::Online => Metrics::count(&metrics.logins, "ok"),
+            Report::Failed { reason, .. } => Metrics::count(&metrics.logins, reason.condition()),
+            Report::Resumed => Metrics::count(&metrics.reconnects, "resumed"),
+            Report::Back { rebound, .. } => {
+                let how = if *rebound { "rebound" } else { "resumed" };
+                Metrics::count(&metrics.reconnects, how);
+            }
+            _ => {}
+        }
         match report {
             Report::Stanza(el) => self.on_foreign(session, el).await,
             Report::Resumed => self.set_state(&session, wit::SessionState::Online),
@@ -419,6 +432,7 @@ impl Account {
             // waits for it itself (answering resource-constraint past the
             // bound), so this waits only for it to take the command.
             Some(s) => {
+                self.env.metrics.stanza("to_foreign", &out.stanza);
                 if s.tx.send(Command::Send(Box::new(out))).await.is_err() {
                     debug!(
                         session,

@@ -74,6 +74,8 @@ pub struct Services {
     pub login_timeout: std::time::Duration,
     /// Stanzas refused because a queue was full, gateway-wide.
     pub overload: Arc<std::sync::atomic::AtomicU64>,
+    /// What Prometheus is shown.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The account tasks running, by local account.
@@ -82,6 +84,7 @@ pub type Accounts = HashMap<BareJid, Handle>;
 impl Services {
     /// Sends a stanza to the local server.
     pub async fn send(&self, el: Element) {
+        self.metrics.stanza("to_local", &el);
         if self.to_local.send(el).await.is_err() {
             warn!("component link gone; dropping stanza");
         }

@@ -242,7 +242,7 @@ pub async fn run(
                 }
                 incoming = stream.next() => match incoming {
                     Some(Ok(el)) => {
-                        trace!(target: "pizzja::xml::component::in", xml = %super::to_xml(&el));
+                        trace!(target: "pizzja::xml::component::in", xml = %super::to_logged_xml(&el));
                         let el = rename_ns(el, NS_COMPONENT, NS_CLIENT);
                         if events.send(LinkEvent::Stanza(el)).await.is_err() {
                             return;
@@ -272,7 +272,7 @@ pub async fn run(
                 out = outbound.recv() => {
                     let Some(el) = out else { return };
                     let wire = rename_ns(el.clone(), NS_CLIENT, NS_COMPONENT);
-                    trace!(target: "pizzja::xml::component::out", xml = %super::to_xml(&wire));
+                    trace!(target: "pizzja::xml::component::out", xml = %super::to_logged_xml(&wire));
                     if let Err(e) = stream.send(&wire).await {
                         warn!(error = %e, "component link lost while sending");
                         unsent = Some(el);

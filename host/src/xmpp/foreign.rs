@@ -17,7 +17,7 @@ use tokio_xmpp::stanzastream::{
     Connection, Event, StanzaStage, StanzaStream, StanzaToken, StreamEvent,
 };
 use tokio_xmpp::xmlstream::Timeouts;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 pub use super::login::{
     Connector, Dialer, LoginFailure, LoginSecret, check_credentials, tls_config,
@@ -261,7 +261,7 @@ async fn run(
                     break Ok(features.stream_management.is_some());
                 }
                 Some(Event::Stream(_)) => {}
-                Some(Event::Stanza(s)) => report(Report::Stanza(Element::from(s))),
+                Some(Event::Stanza(s)) => report(Report::Stanza(received(&jid, s))),
                 None => break Err(LoginFailure::Unreachable("the stream ended while binding".into())),
             },
             cmd = commands.recv() => match cmd {
@@ -295,6 +295,7 @@ async fn run(
     info!(%jid, "foreign session online");
     report(Report::Online);
     let mut online = Online {
+        jid: jid.clone(),
         stream,
         delivery,
         depth: params.queue_limit.max(1),
@@ -311,6 +312,8 @@ async fn run(
 /// waits for it, and what is known of the current gap, if the stream is
 /// down.
 struct Online {
+    /// F/A, for the log.
+    jid: FullJid,
     stream: StanzaStream,
     delivery: Delivery<StanzaToken>,
     /// The depth of the stream's own queue: never more of ours in it, so
@@ -352,6 +355,7 @@ impl Online {
             let Some(out) = self.delivery.take_next() else {
                 break;
             };
+            trace!(target: "pizzja::xml::foreign::out", jid = %self.jid, xml = %super::to_logged_xml(&out.stanza));
             match Stanza::try_from(out.stanza.clone()) {
                 Ok(stanza) => {
                     let token = self.stream.send(Box::new(stanza)).await;
@@ -401,7 +405,7 @@ impl Online {
             };
             tokio::select! {
                 ev = self.stream.next() => match ev {
-                    Some(Event::Stanza(s)) => report(Report::Stanza(Element::from(s))),
+                    Some(Event::Stanza(s)) => report(Report::Stanza(received(jid, s))),
                     Some(Event::Stream(StreamEvent::Reset { features, .. })) => {
                         handed.store(0, Ordering::SeqCst);
                         self.sm = features.stream_management.is_some();
@@ -475,6 +479,14 @@ impl Online {
             }
         }
     }
+}
+
+/// A stanza the foreign server sent, logged raw at trace level under its
+/// own target (docs/operations.md).
+fn received(jid: &FullJid, s: Stanza) -> Element {
+    let el = Element::from(s);
+    trace!(target: "pizzja::xml::foreign::in", %jid, xml = %super::to_logged_xml(&el));
+    el
 }
 
 /// Puts `out` in line; past the bound its sender gets

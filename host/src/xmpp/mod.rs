@@ -83,6 +83,39 @@ pub fn set_attr(el: &mut Element, name: &str, value: Option<String>) {
     }
 }
 
+/// The element serialised for the raw XML log lines: passwords
+/// (XEP-0077's `<password/>`, and data form fields named `password`)
+/// replaced by `***`.
+pub fn to_logged_xml(el: &Element) -> String {
+    fn has_password(el: &Element) -> bool {
+        el.children().any(|c| {
+            c.name() == "password"
+                || (c.name() == "field" && c.attr("var") == Some("password"))
+                || has_password(c)
+        })
+    }
+    fn redact(el: &mut Element) {
+        for c in el.children_mut() {
+            if c.name() == "password" {
+                *c = Element::builder("password", c.ns()).append("***").build();
+            } else if c.name() == "field" && c.attr("var") == Some("password") {
+                let mut field = Element::bare("field", c.ns());
+                set_attr(&mut field, "var", Some("password".into()));
+                field.append_child(Element::builder("value", c.ns()).append("***").build());
+                *c = field;
+            } else {
+                redact(c);
+            }
+        }
+    }
+    if !has_password(el) {
+        return to_xml(el);
+    }
+    let mut copy = el.clone();
+    redact(&mut copy);
+    to_xml(&copy)
+}
+
 /// The element serialised (for the policy and for logs).
 pub fn to_xml(el: &Element) -> String {
     let mut out = Vec::new();
@@ -206,6 +239,26 @@ pub fn payload_ns(iq: &Element) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_xml_never_shows_a_password() {
+        let plain: Element = "<iq xmlns='jabber:client' type='set' id='r'><query xmlns='jabber:iq:register'><username>me@r.net</username><password>correct horse</password></query></iq>"
+            .parse()
+            .expect("xml");
+        let form: Element = "<iq xmlns='jabber:client' type='set' id='f'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'><field var='password'><value>correct horse</value></field></x></query></iq>"
+            .parse()
+            .expect("xml");
+        for el in [&plain, &form] {
+            let logged = to_logged_xml(el);
+            assert!(!logged.contains("correct horse"), "{logged}");
+            assert!(logged.contains("***"), "{logged}");
+        }
+        assert!(to_logged_xml(&plain).contains("me@r.net"), "the rest stays");
+        let chat: Element = "<message xmlns='jabber:client'><body>hi</body></message>"
+            .parse()
+            .expect("xml");
+        assert_eq!(to_logged_xml(&chat), to_xml(&chat));
+    }
 
     #[test]
     fn renames_the_stream_namespace_and_keeps_others() {
