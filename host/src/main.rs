@@ -31,6 +31,10 @@ enum Command {
         /// The configuration file.
         #[arg(long, default_value = "pizzja.toml")]
         config: PathBuf,
+        /// Also open the component link with the configured secret, and
+        /// greet each `[foreign.hosts]` entry.
+        #[arg(long)]
+        connect: bool,
         /// Scenario files (TOML) to run against the configured policy.
         scenarios: Vec<PathBuf>,
     },
@@ -70,7 +74,11 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Run { config } => run(&config),
-        Command::Check { config, scenarios } => check(&config, &scenarios),
+        Command::Check {
+            config,
+            connect,
+            scenarios,
+        } => check(&config, connect, &scenarios),
         Command::Policy {
             command: PolicyCommand::Test { module, scenarios },
         } => run_scenarios(&module, &scenarios, None),
@@ -137,12 +145,15 @@ fn unusable(e: anyhow::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn check(path: &Path, scenarios: &[PathBuf]) -> ExitCode {
+fn check(path: &Path, connect: bool, scenarios: &[PathBuf]) -> ExitCode {
     let (config, _prepared) = match load(path) {
         Ok(p) => p,
         Err(code) => return code,
     };
     println!("pizzja: `{}` is fine", path.display());
+    if connect && !check_connections(&config) {
+        return ExitCode::from(1);
+    }
     if scenarios.is_empty() {
         return ExitCode::SUCCESS;
     }
@@ -151,6 +162,64 @@ fn check(path: &Path, scenarios: &[PathBuf]) -> ExitCode {
         PolicySource::File(p) => p.display().to_string(),
     };
     run_scenarios(&module, scenarios, config.cache_dir.as_deref())
+}
+
+/// `check --connect`: opens the component link and greets each foreign
+/// host, a line each; whether all answered.
+fn check_connections(config: &Config) -> bool {
+    use pizzja_host::xmpp::component;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pizzja: failed to start the runtime: {e}");
+            return false;
+        }
+    };
+    runtime.block_on(async {
+        let mut all = true;
+        let link = component::LinkConfig {
+            jid: config.jid.clone(),
+            server: config.server.clone(),
+            secret: config.secret.clone(),
+            ping_to: config.local_domains[0].clone(),
+        };
+        let within = std::time::Duration::from_secs(10);
+        match tokio::time::timeout(within, component::probe(&link)).await {
+            Ok(Ok(())) => println!(
+                "ok     component link to {} as {}: the server took the secret",
+                config.server, config.jid
+            ),
+            Ok(Err(e)) => {
+                all = false;
+                println!(
+                    "FAILED component link to {} as {}: {e:#} (check `component.server`, `component.jid` and `component.secret` against the server's Component entry)",
+                    config.server, config.jid
+                );
+            }
+            Err(_) => {
+                all = false;
+                println!(
+                    "FAILED component link to {}: no answer within {within:?} (check `component.server`)",
+                    config.server
+                );
+            }
+        }
+        for (domain, addr) in &config.foreign_hosts {
+            match component::greets(*addr, domain, within).await {
+                Ok(()) => println!("ok     foreign host {domain} at {addr}: an XMPP server answers"),
+                Err(e) => {
+                    all = false;
+                    println!(
+                        "FAILED foreign host {domain} at {addr}: {e:#} (check `foreign.hosts.\"{domain}\"`)"
+                    );
+                }
+            }
+        }
+        all
+    })
 }
 
 /// Prints each failed case with what was expected and what came, then

@@ -334,3 +334,43 @@ fn pizzja_perf_map_names_the_policy_s_code_for_perf() {
     }
     assert_eq!(perf_map_of_a_run(None), None, "a perf map without asking");
 }
+
+/// `pizzja check --connect`: the component link opened with the secret,
+/// each foreign host greeted, a clear line for each failure and exit 1.
+#[tokio::test]
+async fn check_connect_opens_the_link_and_greets_each_foreign_host() {
+    use pizzja_tests::*;
+    let prosody = Prosody::start(&[("alice", LOCAL)]).await.expect("prosody");
+    let dir = prosody.dir.path();
+    let db = dir.join("pizzja.sqlite3");
+    let run = |toml: String| {
+        let path = dir.join("connect.toml");
+        std::fs::write(&path, toml).expect("config written");
+        pizzja(&["check", "--connect", "--config", &path.display().to_string()])
+    };
+
+    let (code, text) = run(prosody.gateway_toml(&db, ""));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("ok     component link"), "{text}");
+    assert!(text.contains("ok     foreign host foreign.test"), "{text}");
+
+    // A wrong secret, and a foreign host where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let toml = prosody
+        .gateway_toml(&db, &format!("\"nowhere.test\" = \"{closed}\"\n"))
+        .replace(&format!("secret = \"{SECRET}\""), "secret = \"wrong\"");
+    let (code, text) = run(toml);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("FAILED component link") && text.contains("component.secret"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("FAILED foreign host nowhere.test at {closed}")),
+        "{text}"
+    );
+    assert!(text.contains("ok     foreign host foreign.test"), "{text}");
+    assert!(!text.contains("wrong"), "the secret was printed: {text}");
+}

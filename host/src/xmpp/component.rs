@@ -187,6 +187,49 @@ async fn connect(cfg: &LinkConfig) -> anyhow::Result<Stream> {
     }
 }
 
+/// Opens the link once and closes it again (`pizzja check --connect`):
+/// whether the server takes the handshake with the configured secret.
+pub async fn probe(cfg: &LinkConfig) -> anyhow::Result<()> {
+    let mut stream = connect(cfg).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
+    Ok(())
+}
+
+/// Whether an XMPP server answers at `addr` for `domain`: it must greet a
+/// client stream header with stream features within `within`.
+pub async fn greets(addr: std::net::SocketAddr, domain: &str, within: Duration) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut tcp = TcpStream::connect(addr).await?;
+        let header = format!(
+            "<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+        );
+        tcp.write_all(header.as_bytes()).await?;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tcp.read(&mut buf).await?;
+            if n == 0 {
+                anyhow::bail!("it closed the connection without greeting");
+            }
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            if text.contains("features") {
+                return Ok(());
+            }
+            if text.contains("stream:error") || text.contains("<error") {
+                anyhow::bail!("it answered with a stream error: {text}");
+            }
+            if seen.len() > 64 * 1024 {
+                anyhow::bail!("it sent no stream features");
+            }
+        }
+    };
+    tokio::time::timeout(within, attempt)
+        .await
+        .map_err(|_| anyhow::anyhow!("no XMPP greeting within {within:?}"))?
+}
+
 /// Runs the link until `shutdown` turns true: connects, forwards stanzas
 /// both ways, and reconnects with backoff (1 s doubling to 30 s) when the
 /// link drops. A stanza that could not be written is kept and sent first
