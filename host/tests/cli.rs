@@ -346,7 +346,12 @@ async fn check_connect_opens_the_link_and_greets_each_foreign_host() {
     let run = |toml: String| {
         let path = dir.join("connect.toml");
         std::fs::write(&path, toml).expect("config written");
-        pizzja(&["check", "--connect", "--config", &path.display().to_string()])
+        pizzja(&[
+            "check",
+            "--connect",
+            "--config",
+            &path.display().to_string(),
+        ])
     };
 
     let (code, text) = run(prosody.gateway_toml(&db, ""));

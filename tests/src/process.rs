@@ -21,18 +21,25 @@ impl Process {
     /// its `pizzja ready` line.
     pub async fn start(binary: &Path, config: &Path, env: &[(&str, &str)]) -> Process {
         let mut command = Command::new(binary);
+        command.arg("run").arg("--config").arg(config);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        Process::start_command(command).await
+    }
+
+    /// Starts `command` (a `pizzja run`, however wrapped) and waits for its
+    /// `pizzja ready` line.
+    pub async fn start_command(mut command: Command) -> Process {
+        let set = command.as_std().get_envs().any(|(k, _)| k == "RUST_LOG");
+        if !set {
+            command.env("RUST_LOG", "info,pizzja_host::account=debug");
+        }
         command
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info,pizzja_host::account=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        for (k, v) in env {
-            command.env(k, v);
-        }
         let mut child = command.spawn().expect("pizzja starts");
         // Read for as long as it runs: a full pipe would stop it.
         let (tx, log) = mpsc::unbounded_channel();

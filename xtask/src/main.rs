@@ -1,5 +1,6 @@
-//! `cargo xtask setup | demo | test | soak | bench`: what the README's
-//! quickstart runs, the soak under injected faults, and the benchmarks.
+//! `cargo xtask setup | demo | test | package | soak | bench`: what the
+//! README's quickstart runs, the Debian package, the soak under injected
+//! faults, and the benchmarks.
 //!
 //! `setup` installs what a fresh Debian machine lacks (Prosody, the
 //! wasm32-wasip2 target); `demo`, `test` and `bench` run it first, so each
@@ -27,7 +28,13 @@ fn main() -> Result<()> {
         }
         "test" => {
             setup()?;
+            // The package test installs the package as built from this tree.
+            package(true)?;
             cargo(&["test", "--workspace", "--all-targets"])
+        }
+        "package" => {
+            setup()?;
+            package(std::env::args().any(|a| a == "--debug"))
         }
         "soak" => {
             setup()?;
@@ -41,7 +48,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|demo|test|soak [--minutes N] [--faults 012]|bench [--smoke]>"
+                "usage: cargo xtask <setup|demo|test|package [--debug]|soak [--minutes N] [--faults 012]|bench [--smoke]>"
             );
             std::process::exit(2);
         }
@@ -100,6 +107,136 @@ fn bench(smoke: bool) -> Result<()> {
     }
     run(&mut suite)
 }
+
+/// The Debian package: `target/package/pizzja_VERSION_ARCH.deb`, with
+/// `/usr/bin/pizzja`, the commented `/etc/pizzja/pizzja.toml` (a conffile),
+/// the systemd unit, and maintainer scripts that make the `pizzja` system
+/// user and its `/var/lib/pizzja`. dpkg-deb builds it (Debian's own tool:
+/// no packaging tool to install). `--debug` packages the debug build, for
+/// the test that installs it.
+fn package(debug: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut build = vec!["build", "--quiet", "-p", "pizzja-host", "--bin", "pizzja"];
+    if !debug {
+        build.push("--release");
+    }
+    cargo(&build)?;
+    let binary = target_dir()
+        .join(if debug { "debug" } else { "release" })
+        .join("pizzja");
+    let version = env!("CARGO_PKG_VERSION");
+    let arch = Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .context("dpkg is needed to build the package")?;
+    let arch = String::from_utf8_lossy(&arch.stdout).trim().to_string();
+    let out = target_dir().join("package");
+    let name = format!("pizzja_{version}_{arch}");
+    let stage = out.join(&name);
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage)?;
+    }
+    let put = |path: &str, from: FileFrom, mode: u32| -> Result<()> {
+        let dest = stage.join(path);
+        std::fs::create_dir_all(dest.parent().context("a parent")?)?;
+        match from {
+            FileFrom::Copy(src) => {
+                std::fs::copy(&src, &dest).with_context(|| format!("copying {}", src.display()))?;
+            }
+            FileFrom::Text(text) => std::fs::write(&dest, text)?,
+        }
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))?;
+        Ok(())
+    };
+    put("usr/bin/pizzja", FileFrom::Copy(binary), 0o755)?;
+    put(
+        "etc/pizzja/pizzja.toml",
+        FileFrom::Copy(root.join("contrib/pizzja.toml")),
+        0o640,
+    )?;
+    put(
+        "lib/systemd/system/pizzja.service",
+        FileFrom::Copy(root.join("contrib/pizzja.service")),
+        0o644,
+    )?;
+    for doc in ["README.md", "docs/operations.md", "docs/configuration.md"] {
+        let file = std::path::Path::new(doc).file_name().context("a name")?;
+        put(
+            &format!("usr/share/doc/pizzja/{}", file.to_string_lossy()),
+            FileFrom::Copy(root.join(doc)),
+            0o644,
+        )?;
+    }
+    let control = format!(
+        "Package: pizzja\nVersion: {version}\nArchitecture: {arch}\nMaintainer: Pizzja developers <pizzja@example.invalid>\nDepends: libc6 (>= 2.34), passwd\nSection: net\nPriority: optional\nDescription: XMPP gateway: one foreign account, many local clients\n Pizzja lets one foreign XMPP account connection be controlled by several\n local clients at once, with routing decided by a sandboxed WebAssembly\n policy that can be replaced without a restart.\n"
+    );
+    put("DEBIAN/control", FileFrom::Text(control), 0o644)?;
+    put(
+        "DEBIAN/conffiles",
+        FileFrom::Text("/etc/pizzja/pizzja.toml\n".into()),
+        0o644,
+    )?;
+    put("DEBIAN/postinst", FileFrom::Text(POSTINST.into()), 0o755)?;
+    put("DEBIAN/prerm", FileFrom::Text(PRERM.into()), 0o755)?;
+    put("DEBIAN/postrm", FileFrom::Text(POSTRM.into()), 0o755)?;
+    let deb = out.join(format!("{name}.deb"));
+    run(Command::new("dpkg-deb")
+        // The debug build is for a test on this machine: not worth compressing.
+        .args([
+            "--root-owner-group",
+            if debug { "-Znone" } else { "-Zxz" },
+            "--build",
+        ])
+        .arg(&stage)
+        .arg(&deb))?;
+    println!("{}", deb.display());
+    Ok(())
+}
+
+enum FileFrom {
+    Copy(std::path::PathBuf),
+    Text(String),
+}
+
+/// Makes the `pizzja` system user and its state directory; lets the
+/// group read the configuration (it holds the component secret).
+const POSTINST: &str = r#"#!/bin/sh
+set -e
+if [ "$1" = "configure" ]; then
+    if ! getent passwd pizzja >/dev/null; then
+        useradd --system --user-group --home-dir /var/lib/pizzja --no-create-home \
+            --shell /usr/sbin/nologin --comment "Pizzja XMPP gateway" pizzja
+    fi
+    install -d -o pizzja -g pizzja -m 0750 /var/lib/pizzja
+    chown root:pizzja /etc/pizzja/pizzja.toml
+    chmod 0640 /etc/pizzja/pizzja.toml
+    if [ -d /run/systemd/system ]; then
+        systemctl daemon-reload >/dev/null 2>&1 || true
+        systemctl enable pizzja.service >/dev/null 2>&1 || true
+    fi
+fi
+"#;
+
+const PRERM: &str = r#"#!/bin/sh
+set -e
+if [ "$1" = "remove" ] && [ -d /run/systemd/system ]; then
+    systemctl stop pizzja.service >/dev/null 2>&1 || true
+    systemctl disable pizzja.service >/dev/null 2>&1 || true
+fi
+"#;
+
+/// Purging removes the state too; the user stays (Debian policy: its
+/// files may live on elsewhere).
+const POSTRM: &str = r#"#!/bin/sh
+set -e
+if [ "$1" = "purge" ]; then
+    rm -rf /var/lib/pizzja
+fi
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || true
+fi
+"#;
 
 fn target_dir() -> std::path::PathBuf {
     let dir: std::path::PathBuf = std::env::var_os("CARGO_TARGET_DIR")

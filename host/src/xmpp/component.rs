@@ -197,7 +197,11 @@ pub async fn probe(cfg: &LinkConfig) -> anyhow::Result<()> {
 
 /// Whether an XMPP server answers at `addr` for `domain`: it must greet a
 /// client stream header with stream features within `within`.
-pub async fn greets(addr: std::net::SocketAddr, domain: &str, within: Duration) -> anyhow::Result<()> {
+pub async fn greets(
+    addr: std::net::SocketAddr,
+    domain: &str,
+    within: Duration,
+) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let attempt = async {
         let mut tcp = TcpStream::connect(addr).await?;

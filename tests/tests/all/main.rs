@@ -8,6 +8,7 @@ mod errors;
 mod faults;
 mod hostile;
 mod lifecycle;
+mod package;
 mod registration;
 mod reload;
 mod routing;
