@@ -53,6 +53,9 @@ pub struct Prepared {
     storage: Arc<Storage>,
     engine: PolicyEngine,
     tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    /// Where foreign domains' SRV records come from: DNS, or a test's
+    /// answers.
+    pub resolver: xmpp::dns::Resolver,
 }
 
 /// Opens storage, compiles and validates the policy, loads TLS roots. Any
@@ -79,6 +82,7 @@ pub fn prepare(config: Config) -> Result<Prepared> {
         storage,
         engine,
         tls,
+        resolver: xmpp::dns::Resolver::default(),
     })
 }
 
@@ -101,6 +105,7 @@ pub async fn run(
         storage,
         engine,
         tls,
+        resolver,
     } = prepared;
     // First, so that SIGHUP never meets its default action (terminate).
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -146,6 +151,7 @@ pub async fn run(
     ));
     let dialer = xmpp::foreign::Dialer {
         hosts: config.foreign_hosts.clone(),
+        resolver,
         tls: config.foreign_tls,
         tls_config: tls,
         login_timeout: config.login_timeout,

@@ -71,6 +71,8 @@ pub struct Prosody {
     pub c2s: u16,
     /// The component port.
     pub component: u16,
+    /// The direct TLS client port (XEP-0368) of [`Options::direct_tls`], or 0.
+    pub c2s_direct_tls: u16,
     child: Child,
 }
 
@@ -115,7 +117,17 @@ impl Prosody {
         if options.mam {
             extra_modules.push_str(", \"mam\"");
         }
+        let c2s_direct_tls = if options.direct_tls { free_port() } else { 0 };
+        let direct_tls = if options.direct_tls {
+            let d = dir.path().display();
+            format!(
+                "c2s_direct_tls_ports = {{ {c2s_direct_tls} }}\nc2s_direct_tls_ssl = {{ certificate = \"{d}/foreign.crt\", key = \"{d}/foreign.key\" }}"
+            )
+        } else {
+            String::new()
+        };
         let config = include_str!("../prosody/prosody.cfg.lua.in")
+            .replace("@DIRECT_TLS@", &direct_tls)
             .replace("@DIR@", &dir.path().display().to_string())
             .replace("@C2S@", &c2s.to_string())
             .replace("@COMPONENT@", &component.to_string())
@@ -147,6 +159,7 @@ impl Prosody {
             dir,
             c2s,
             component,
+            c2s_direct_tls,
             child,
         };
         p.wait_ready().await?;
@@ -170,7 +183,10 @@ impl Prosody {
 
     async fn wait_ready(&mut self) -> Result<()> {
         let deadline = tokio::time::Instant::now() + WAIT;
-        for port in [self.c2s, self.component] {
+        for port in [self.c2s, self.component, self.c2s_direct_tls]
+            .into_iter()
+            .filter(|p| *p != 0)
+        {
             loop {
                 if let Some(status) = self.child.try_wait()? {
                     bail!("prosody exited with {status}; its log:\n{}", self.log());
@@ -380,6 +396,9 @@ pub struct Options {
     pub hibernation_secs: u32,
     /// Archives on the server (XEP-0313, `mod_mam`), kept in memory.
     pub mam: bool,
+    /// A direct TLS client port too (XEP-0368), with [`Options::tls`]'s
+    /// certificate.
+    pub direct_tls: bool,
 }
 
 impl Default for Options {
@@ -391,6 +410,7 @@ impl Default for Options {
             bulk_users: Vec::new(),
             hibernation_secs: 600,
             mam: false,
+            direct_tls: false,
         }
     }
 }
@@ -450,7 +470,17 @@ pub struct Gateway {
 impl Gateway {
     /// Starts the gateway and waits until its component link is up.
     pub async fn start(config: Config) -> Result<Gateway> {
-        let prepared = pizzja_host::prepare(config)?;
+        Gateway::start_with(config, |_| {}).await
+    }
+
+    /// Like [`Gateway::start`], with what `prepare` made adjusted first
+    /// (the SRV answers it sees, say).
+    pub async fn start_with(
+        config: Config,
+        adjust: impl FnOnce(&mut pizzja_host::Prepared),
+    ) -> Result<Gateway> {
+        let mut prepared = pizzja_host::prepare(config)?;
+        adjust(&mut prepared);
         let policy_events = prepared.policy_events();
         let (stop, shutdown) = watch::channel(false);
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -495,6 +525,7 @@ impl Client {
         let jid: Jid = format!("{user}@{domain}/{resource}").parse()?;
         let connector = Connector {
             addr: Some(format!("127.0.0.1:{}", prosody.c2s).parse()?),
+            resolver: Default::default(),
             tls: ForeignTls::Plaintext,
             tls_config: pizzja_host::xmpp::foreign::tls_config(None)?,
         };

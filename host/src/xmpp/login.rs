@@ -35,6 +35,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub struct Connector {
     /// A static address for the domain, instead of DNS SRV.
     pub addr: Option<SocketAddr>,
+    /// Where SRV answers come from.
+    pub resolver: super::dns::Resolver,
     /// STARTTLS or plaintext.
     pub tls: ForeignTls,
     /// Trust roots for STARTTLS.
@@ -56,6 +58,8 @@ impl std::fmt::Debug for Connector {
 pub struct Dialer {
     /// Static addresses for foreign domains, instead of DNS SRV.
     pub hosts: BTreeMap<String, SocketAddr>,
+    /// Where SRV answers come from.
+    pub resolver: super::dns::Resolver,
     /// STARTTLS or plaintext.
     pub tls: ForeignTls,
     /// Trust roots for STARTTLS.
@@ -78,6 +82,7 @@ impl Dialer {
     pub fn connector(&self, domain: &str) -> Connector {
         Connector {
             addr: self.hosts.get(domain).copied(),
+            resolver: self.resolver.clone(),
             tls: self.tls,
             tls_config: self.tls_config.clone(),
         }
@@ -133,6 +138,47 @@ fn io_error(e: impl std::fmt::Display) -> XmppError {
     XmppError::Io(std::io::Error::other(e.to_string()))
 }
 
+impl Connector {
+    /// TLS with `domain`'s server over `tcp`, its certificate verified for
+    /// `domain`.
+    async fn tls(
+        &self,
+        domain: &str,
+        tcp: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, XmppError> {
+        let name = rustls::pki_types::ServerName::try_from(domain.to_string()).map_err(io_error)?;
+        tokio_rustls::TlsConnector::from(self.tls_config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| io_error(format!("TLS with {domain} failed: {e}")))
+    }
+
+    /// Connects to `domain`'s server where DNS says it is (see
+    /// [`super::dns`]), trying each target in order; whether it speaks TLS
+    /// from the first byte. Direct TLS only when TLS is required.
+    async fn reach(&self, domain: &str) -> Result<(TcpStream, bool), XmppError> {
+        let direct_allowed = self.tls == ForeignTls::Required;
+        let targets = super::dns::targets(
+            self.resolver.0.as_ref(),
+            domain,
+            direct_allowed,
+            &mut super::dns::random_pick,
+        )
+        .await;
+        let mut last = None;
+        for target in targets {
+            match DnsConfig::no_srv(&target.host, target.port).resolve().await {
+                Ok(tcp) => return Ok((tcp, target.direct_tls)),
+                Err(e) => {
+                    tracing::debug!(domain, host = %target.host, port = target.port, error = %e, "could not connect; trying the next target");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(XmppError::Disconnected))
+    }
+}
+
 impl ServerConnector for Connector {
     type Stream = BufStream<Box<dyn Io>>;
 
@@ -143,9 +189,9 @@ impl ServerConnector for Connector {
         timeouts: Timeouts,
     ) -> Result<(PendingFeaturesRecv<Self::Stream>, ChannelBinding), XmppError> {
         let domain = jid.domain().as_str().to_string();
-        let tcp = match self.addr {
-            Some(addr) => TcpStream::connect(addr).await?,
-            None => DnsConfig::srv_default_client(&domain).resolve().await?,
+        let (tcp, direct_tls) = match self.addr {
+            Some(addr) => (TcpStream::connect(addr).await?, false),
+            None => self.reach(&domain).await?,
         };
         tcp.set_nodelay(true)?;
         let header = || StreamHeader {
@@ -153,6 +199,12 @@ impl ServerConnector for Connector {
             from: None,
             id: None,
         };
+        if direct_tls {
+            let tls = self.tls(&domain, tcp).await?;
+            let io: Box<dyn Io> = Box::new(tls);
+            let stream = initiate_stream(buffered(io), ns, header(), timeouts).await?;
+            return Ok((stream, ChannelBinding::None));
+        }
         match self.tls {
             ForeignTls::Plaintext => {
                 let io: Box<dyn Io> = Box::new(tcp);
@@ -180,12 +232,7 @@ impl ServerConnector for Connector {
                     }
                 }
                 let tcp = stream.into_inner().into_inner();
-                let name =
-                    rustls::pki_types::ServerName::try_from(domain.clone()).map_err(io_error)?;
-                let tls = tokio_rustls::TlsConnector::from(self.tls_config.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| io_error(format!("TLS with {domain} failed: {e}")))?;
+                let tls = self.tls(&domain, tcp).await?;
                 let io: Box<dyn Io> = Box::new(tls);
                 let stream = initiate_stream(buffered(io), ns, header(), timeouts).await?;
                 Ok((stream, ChannelBinding::None))

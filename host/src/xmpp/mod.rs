@@ -3,6 +3,7 @@
 
 pub mod component;
 pub mod delivery;
+pub mod dns;
 pub mod foreign;
 pub mod login;
 pub mod scram;
