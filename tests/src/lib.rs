@@ -21,6 +21,7 @@ use tokio_xmpp::jid::Jid;
 use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::Timeouts;
 
+pub mod ejabberd;
 pub mod process;
 pub mod proxy;
 
@@ -55,7 +56,7 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn which(cmd: &str) -> Option<PathBuf> {
+pub(crate) fn which(cmd: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
@@ -74,6 +75,8 @@ pub struct Prosody {
     /// The direct TLS client port (XEP-0368) of [`Options::direct_tls`], or 0.
     pub c2s_direct_tls: u16,
     child: Child,
+    /// ejabberd in Prosody's place (`PIZZJA_TEST_SERVER=ejabberd`).
+    ejabberd: bool,
 }
 
 impl Prosody {
@@ -97,6 +100,9 @@ impl Prosody {
 
     /// Starts Prosody with every knob of [`Options`].
     pub async fn start_options(users: &[(&str, &str)], options: &Options) -> Result<Prosody> {
+        if ejabberd::wanted() {
+            return Prosody::start_ejabberd(users, options).await;
+        }
         let prosody = which("prosody").context(
             "prosody is not installed: the end-to-end tests need it (apt-get install prosody)",
         )?;
@@ -161,8 +167,43 @@ impl Prosody {
             component,
             c2s_direct_tls,
             child,
+            ejabberd: false,
         };
         p.wait_ready().await?;
+        Ok(p)
+    }
+
+    /// ejabberd with the same domains, ports and accounts. What only
+    /// Prosody offers here (certificates, bulk accounts, direct TLS) is
+    /// refused: the tests that need it run against Prosody.
+    async fn start_ejabberd(users: &[(&str, &str)], options: &Options) -> Result<Prosody> {
+        if options.tls || options.direct_tls || !options.bulk_users.is_empty() {
+            bail!(
+                "this test needs Prosody (TLS or bulk accounts); run it without PIZZJA_TEST_SERVER"
+            );
+        }
+        let dir = tempfile::tempdir()?;
+        let (c2s, component) = (free_port(), free_port());
+        ejabberd::configure(
+            dir.path(),
+            c2s,
+            component,
+            options.hibernation_secs,
+            options.log_level,
+        )?;
+        let child = ejabberd::spawn(dir.path())?;
+        let mut p = Prosody {
+            dir,
+            c2s,
+            component,
+            c2s_direct_tls: 0,
+            child,
+            ejabberd: true,
+        };
+        p.wait_ready().await?;
+        for (user, domain) in users {
+            ejabberd::register(c2s, user, domain, PASSWORD).await?;
+        }
         Ok(p)
     }
 
@@ -174,10 +215,19 @@ impl Prosody {
     /// Stops the server and starts it again on the same ports and data:
     /// every connection to it drops.
     pub async fn restart(&mut self) -> Result<()> {
-        self.child.kill()?;
+        if self.ejabberd {
+            // Erlang stops cleanly on SIGTERM: mnesia closes its tables.
+            ejabberd::terminate(&mut self.child)?;
+        } else {
+            self.child.kill()?;
+        }
         self.child.wait()?;
-        let prosody = which("prosody").context("prosody is not installed")?;
-        self.child = spawn_prosody(&prosody, &self.dir.path().join("prosody.cfg.lua"))?;
+        self.child = if self.ejabberd {
+            ejabberd::spawn(self.dir.path())?
+        } else {
+            let prosody = which("prosody").context("prosody is not installed")?;
+            spawn_prosody(&prosody, &self.dir.path().join("prosody.cfg.lua"))?
+        };
         self.wait_ready().await
     }
 
@@ -189,7 +239,7 @@ impl Prosody {
         {
             loop {
                 if let Some(status) = self.child.try_wait()? {
-                    bail!("prosody exited with {status}; its log:\n{}", self.log());
+                    bail!("the server exited with {status}; its log:\n{}", self.log());
                 }
                 if tokio::net::TcpStream::connect(("127.0.0.1", port))
                     .await
@@ -198,7 +248,10 @@ impl Prosody {
                     break;
                 }
                 if tokio::time::Instant::now() > deadline {
-                    bail!("prosody did not open port {port}; its log:\n{}", self.log());
+                    bail!(
+                        "the server did not open port {port}; its log:\n{}",
+                        self.log()
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -208,6 +261,9 @@ impl Prosody {
 
     /// Deletes a user (the server may be running; its sessions stay up).
     pub fn delete_user(&self, user: &str, domain: &str) -> Result<()> {
+        if self.ejabberd {
+            return ejabberd::delete_user(self.dir.path(), user, domain);
+        }
         let out = Command::new("prosodyctl")
             .arg("--config")
             .arg(self.dir.path().join("prosody.cfg.lua"))
@@ -225,7 +281,12 @@ impl Prosody {
 
     /// Prosody's log, for failure messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default()
+        let file = if self.ejabberd {
+            "ejabberd.log"
+        } else {
+            "prosody.log"
+        };
+        std::fs::read_to_string(self.dir.path().join(file)).unwrap_or_default()
     }
 
     /// The gateway configuration for this server as TOML, plus `extra`.

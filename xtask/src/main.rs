@@ -30,7 +30,17 @@ fn main() -> Result<()> {
             setup()?;
             // The package test installs the package as built from this tree.
             package(true)?;
-            cargo(&["test", "--workspace", "--all-targets"])
+            cargo(&["test", "--workspace", "--all-targets"])?;
+            // The end-to-end suite again, ejabberd as both servers, without
+            // what needs Prosody (certificates, bulk accounts, the package
+            // test, which ran above) and what ejabberd does differently
+            // (docs/dependencies.md).
+            run(
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .args(["test", "-p", "pizzja-tests", "--test", "all", "--"])
+                    .args(EJABBERD_SKIPS.iter().flat_map(|s| ["--skip", s]))
+                    .env("PIZZJA_TEST_SERVER", "ejabberd"),
+            )
         }
         "package" => {
             setup()?;
@@ -260,14 +270,30 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"0"))
 }
 
-/// Installs Prosody and openssl (Debian's packages) and the wasm32-wasip2
-/// target when missing.
+/// Tests of the end-to-end suite that do not run against ejabberd.
+const EJABBERD_SKIPS: &[&str] = &[
+    // Prosody-only harness features.
+    "package::",
+    "tls::",
+    "faults::thousands_of_registered_users",
+    // ejabberd sends F/A no PEP notifications here (docs/dependencies.md).
+    "devices::a_contact_s_nickname_and_avatar",
+];
+
+/// Installs Prosody, ejabberd and openssl (Debian's packages) and the
+/// wasm32-wasip2 target when missing.
 fn setup() -> Result<()> {
-    // Prosody for the end-to-end tests and the demo, openssl for the TLS tests.
-    let missing: Vec<&str> = ["prosody", "openssl"]
-        .into_iter()
-        .filter(|c| !have(c))
-        .collect();
+    // Prosody for the end-to-end tests and the demo, ejabberd for the suite
+    // against it, openssl for the TLS tests.
+    let missing: Vec<&str> = [
+        ("prosody", "prosody"),
+        ("ejabberdctl", "ejabberd"),
+        ("openssl", "openssl"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| !have(c))
+    .map(|(_, package)| package)
+    .collect();
     if !missing.is_empty() {
         if !is_root() {
             bail!(
@@ -281,9 +307,12 @@ fn setup() -> Result<()> {
             .args(["install", "-y", "-qq"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
-        // The tests start their own Prosody; the system service is not needed.
+        // The tests start their own servers; the system services are not needed.
         let _ = Command::new("sh")
-            .args(["-c", "service prosody stop >/dev/null 2>&1 || true"])
+            .args([
+                "-c",
+                "service prosody stop >/dev/null 2>&1; service ejabberd stop >/dev/null 2>&1; true",
+            ])
             .status();
     }
     let targets = Command::new("rustup")
