@@ -234,10 +234,94 @@ pub async fn greets(
         .map_err(|_| anyhow::anyhow!("no XMPP greeting within {within:?}"))?
 }
 
+/// What the gateway wrote to the local server and has no proof of yet.
+///
+/// XEP-0114 has no acknowledgements: a stanza written just before the link
+/// drops may sit in a socket buffer and never reach the server. The server
+/// handles a stream's stanzas in order, so its answer to a ping proves that
+/// everything written before the ping arrived. One ping is out at a time,
+/// covering what was written up to it; after a drop, what no answer covered
+/// is written again, first and in order. A stanza the server had handled
+/// but whose ping's answer was lost with the link arrives twice, with the
+/// same id (docs/operations.md).
+#[derive(Default)]
+struct Unconfirmed {
+    written: std::collections::VecDeque<Element>,
+    /// The ping out, and how many of `written` it covers.
+    asked: Option<(u64, usize)>,
+    seq: u64,
+}
+
+/// At most this many stanzas wait for proof; past it the oldest count as
+/// arrived (a server that answers no ping for that long has bigger
+/// problems, and memory must stay bounded).
+const UNCONFIRMED_LIMIT: usize = 4096;
+
+/// Answers to acknowledgement pings have ids that start with this.
+const ACK_PREFIX: &str = "pizzja-ack-";
+
+impl Unconfirmed {
+    fn wrote(&mut self, el: Element) {
+        if self.written.len() == UNCONFIRMED_LIMIT {
+            self.written.pop_front();
+            if let Some((_, covered)) = &mut self.asked {
+                *covered = covered.saturating_sub(1);
+            }
+        }
+        self.written.push_back(el);
+    }
+
+    /// A ping to send now, if one is due: none is out and something waits.
+    fn ping(&mut self, cfg: &LinkConfig) -> Option<Element> {
+        if self.asked.is_some() || self.written.is_empty() {
+            return None;
+        }
+        self.seq += 1;
+        self.asked = Some((self.seq, self.written.len()));
+        let xml = format!(
+            "<iq xmlns='{NS_COMPONENT}' type='get' id='{ACK_PREFIX}{}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+            self.seq, cfg.jid, cfg.ping_to
+        );
+        xml.parse().ok()
+    }
+
+    /// Whether `el` answers one of our pings (it is then the link's own);
+    /// the stanzas its ping covered are confirmed. Only the server, which
+    /// `pinged` names, answers: a user's forged answer confirms nothing.
+    fn answered(&mut self, el: &Element, pinged: &str) -> bool {
+        if el.attr("from") != Some(pinged) {
+            return false;
+        }
+        let Some(seq) = el
+            .attr("id")
+            .and_then(|id| id.strip_prefix(ACK_PREFIX))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return false;
+        };
+        if el.name() != "iq" {
+            return false;
+        }
+        if let Some((asked, covered)) = self.asked
+            && asked == seq
+        {
+            self.written.drain(..covered.min(self.written.len()));
+            self.asked = None;
+        }
+        true
+    }
+
+    /// The link dropped: everything unconfirmed is to be written again.
+    fn take(&mut self) -> std::collections::VecDeque<Element> {
+        self.asked = None;
+        std::mem::take(&mut self.written)
+    }
+}
+
 /// Runs the link until `shutdown` turns true: connects, forwards stanzas
 /// both ways, and reconnects with backoff (1 s doubling to 30 s) when the
-/// link drops. A stanza that could not be written is kept and sent first
-/// after reconnecting.
+/// link drops. What could not be written, or was written without proof of
+/// arrival ([`Unconfirmed`]), is written again first after reconnecting.
 pub async fn run(
     cfg: LinkConfig,
     events: mpsc::Sender<LinkEvent>,
@@ -245,7 +329,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_secs(1);
-    let mut unsent: Option<Element> = None;
+    let mut unsent: std::collections::VecDeque<Element> = std::collections::VecDeque::new();
+    let mut unconfirmed = Unconfirmed::default();
     let mut ping_seq = 0u64;
     loop {
         if *shutdown.borrow() {
@@ -271,13 +356,31 @@ pub async fn run(
         if events.send(LinkEvent::Connected).await.is_err() {
             return;
         }
-        if let Some(el) = unsent.take()
-            && let Err(e) = stream
-                .send(&rename_ns(el.clone(), NS_CLIENT, NS_COMPONENT))
-                .await
+        if !unsent.is_empty() {
+            info!(
+                count = unsent.len(),
+                "writing again what the server may not have had"
+            );
+        }
+        let mut lost = false;
+        while let Some(el) = unsent.pop_front() {
+            let wire = rename_ns(el.clone(), NS_CLIENT, NS_COMPONENT);
+            if let Err(e) = stream.send(&wire).await {
+                warn!(error = %e, "component link lost while resending");
+                unsent.push_front(el);
+                lost = true;
+                break;
+            }
+            unconfirmed.wrote(el);
+        }
+        if lost {
+            unsent = unconfirmed.take().into_iter().chain(unsent).collect();
+            continue;
+        }
+        if let Some(ping) = unconfirmed.ping(&cfg)
+            && stream.send(&ping).await.is_err()
         {
-            warn!(error = %e, "component link lost while resending");
-            unsent = Some(el);
+            unsent = unconfirmed.take();
             continue;
         }
         loop {
@@ -290,6 +393,15 @@ pub async fn run(
                 incoming = stream.next() => match incoming {
                     Some(Ok(el)) => {
                         trace!(target: "pizzja::xml::component::in", xml = %super::to_logged_xml(&el));
+                        if unconfirmed.answered(&el, &cfg.ping_to) {
+                            if let Some(ping) = unconfirmed.ping(&cfg)
+                                && let Err(e) = stream.send(&ping).await
+                            {
+                                warn!(error = %e, "component link lost");
+                                break;
+                            }
+                            continue;
+                        }
                         let el = rename_ns(el, NS_COMPONENT, NS_CLIENT);
                         if events.send(LinkEvent::Stanza(el)).await.is_err() {
                             return;
@@ -322,12 +434,22 @@ pub async fn run(
                     trace!(target: "pizzja::xml::component::out", xml = %super::to_logged_xml(&wire));
                     if let Err(e) = stream.send(&wire).await {
                         warn!(error = %e, "component link lost while sending");
-                        unsent = Some(el);
+                        unsent.push_back(el);
+                        break;
+                    }
+                    unconfirmed.wrote(el);
+                    if let Some(ping) = unconfirmed.ping(&cfg)
+                        && let Err(e) = stream.send(&ping).await
+                    {
+                        warn!(error = %e, "component link lost");
                         break;
                     }
                 }
             }
         }
+        // What no answer proved arrived goes first after the reconnect,
+        // before what could not be written at all.
+        unsent = unconfirmed.take().into_iter().chain(unsent).collect();
         if events.send(LinkEvent::Down).await.is_err() {
             return;
         }
@@ -370,6 +492,55 @@ mod tests {
             out,
             header.replacen("<stream:stream", "<stream:stream version='1.0'", 1)
         );
+    }
+
+    fn cfg() -> LinkConfig {
+        LinkConfig {
+            jid: "gw.example.org".into(),
+            server: "127.0.0.1:5347".into(),
+            secret: crate::config::Secret("s".into()),
+            ping_to: "example.org".into(),
+        }
+    }
+
+    fn stanza(id: &str) -> Element {
+        format!("<message xmlns='jabber:client' id='{id}'/>")
+            .parse()
+            .expect("xml")
+    }
+
+    fn answer(ping: &Element, from: &str) -> Element {
+        format!(
+            "<iq xmlns='jabber:component:accept' type='result' id='{}' from='{from}' to='gw.example.org'/>",
+            ping.attr("id").expect("an id")
+        )
+        .parse()
+        .expect("xml")
+    }
+
+    fn ids(q: &std::collections::VecDeque<Element>) -> Vec<&str> {
+        q.iter().filter_map(|e| e.attr("id")).collect()
+    }
+
+    #[test]
+    fn a_ping_s_answer_confirms_what_was_written_before_it_and_no_more() {
+        let mut u = Unconfirmed::default();
+        u.wrote(stanza("a"));
+        let first = u.ping(&cfg()).expect("a ping is due");
+        u.wrote(stanza("b"));
+        assert!(u.ping(&cfg()).is_none(), "one ping out at a time");
+        // Someone else's answer with our id confirms nothing.
+        assert!(!u.answered(&answer(&first, "mallory@example.org/x"), "example.org"));
+        assert!(u.answered(&answer(&first, "example.org"), "example.org"));
+        assert_eq!(ids(&u.written), ["b"]);
+        let second = u.ping(&cfg()).expect("b waits for proof");
+        u.wrote(stanza("c"));
+        // The link drops before the answer: b and c are written again, in
+        // order, and a late answer to the old ping confirms nothing.
+        assert_eq!(ids(&u.take()), ["b", "c"]);
+        assert!(u.answered(&answer(&second, "example.org"), "example.org"));
+        assert!(u.written.is_empty());
+        assert!(!u.answered(&stanza("x"), "example.org"));
     }
 
     #[test]

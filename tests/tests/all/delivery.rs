@@ -455,6 +455,36 @@ async fn while_the_component_link_is_down_sessions_stay_and_what_they_receive_wa
     s.stop().await;
 }
 
+/// XEP-0114 has no acknowledgements: what the gateway wrote to the local
+/// server just before the link dropped may never have arrived. Answers to
+/// its pings prove what did; the rest is written again after the
+/// reconnect. Here bob's messages are held in the proxy and lost with the
+/// cut, and still reach the phone, each once, in order.
+#[tokio::test]
+async fn what_the_gateway_wrote_to_the_local_server_just_before_a_cut_is_written_again() {
+    let mut s = setup_on(Cut::Component, |_| {}).await;
+    s.proxy.hold();
+    let sent = bob_writes(&mut s.bob, WORK, "w", 5).await;
+    s.proxy
+        .wait_held("w-4", WAIT)
+        .await
+        .expect("written to the local server, not arrived");
+    s.proxy.cut();
+    let from = gw_jid("bob@foreign.test/pc");
+    let from_bob =
+        |e: &minidom::Element| e.name() == "message" && e.attr("from") == Some(from.as_str());
+    let mut arrived = Vec::new();
+    while arrived.len() < sent.len() {
+        let m = s.phone.expect("bob's messages", from_bob).await;
+        arrived.push(body(&m).unwrap_or_default());
+    }
+    assert_eq!(arrived, sent, "each once, in order");
+    bob_writes(&mut s.bob, WORK, "after", 1).await;
+    let next = s.phone.expect("the next message", from_bob).await;
+    assert_eq!(body(&next).as_deref(), Some("after-0"), "nothing twice");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn past_the_grace_period_sessions_close_and_come_back_with_the_link() {
     let mut s = setup_on(Cut::Component, |_| {}).await;
