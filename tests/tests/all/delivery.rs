@@ -281,19 +281,11 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
     collect(&mut s, &mut tally, "h-end").await;
     tally.assert_all_delivered_once_in_order();
     assert_eq!(tally.delivered.len(), 10);
-    let from = gw_jid("bob@foreign.test/pc");
-    let mut caught = Vec::new();
-    while caught.len() < missed.len() {
-        let m = s
-            .phone
-            .expect("what bob wrote during the gap", |e| {
-                e.name() == "message" && e.attr("from") == Some(from.as_str())
-            })
-            .await;
-        assert!(m.children().any(|c| c.name() == "delay"), "{}", xml(&m));
-        caught.push(body(&m).unwrap_or_default());
+    let caught = next_from_bob(&mut s.phone, missed.len(), "what bob wrote during the gap").await;
+    for m in &caught {
+        assert!(m.children().any(|c| c.name() == "delay"), "{}", xml(m));
     }
-    assert_eq!(caught, missed, "each once, in order");
+    assert_eq!(bodies(&caught), missed, "each once, in order");
     s.stop().await;
 }
 
@@ -329,24 +321,13 @@ async fn a_message_that_beats_the_rebound_stream_s_reset_does_not_skip_the_gap()
         .await
         .expect("the reconnect binds and asks for stream management");
     let early = bob_writes(&mut s.bob, WORK, "early", 2).await;
-    let mut seen = Vec::new();
-    while seen.len() < early.len() {
-        let m = s.phone.expect("bob's early messages", from_bob).await;
-        seen.push(body(&m).unwrap_or_default());
-    }
-    assert_eq!(seen, early);
+    let seen = next_from_bob(&mut s.phone, early.len(), "bob's early messages").await;
+    assert_eq!(bodies(&seen), early);
     s.proxy.release();
 
     // Ready: the catch-up starts where the session was before the gap.
-    let mut caught = Vec::new();
-    while caught.len() < missed.len() {
-        let m = s
-            .phone
-            .expect("what bob wrote during the gap", from_bob)
-            .await;
-        caught.push(body(&m).unwrap_or_default());
-    }
-    assert_eq!(caught, missed, "each once, in order");
+    let caught = next_from_bob(&mut s.phone, missed.len(), "what bob wrote during the gap").await;
+    assert_eq!(bodies(&caught), missed, "each once, in order");
     bob_writes(&mut s.bob, WORK, "after", 1).await;
     let next = s.phone.expect("the next live message", from_bob).await;
     assert_eq!(body(&next).as_deref(), Some("after-0"), "nothing twice");
@@ -389,6 +370,29 @@ async fn refused_attempts(proxy: &FaultProxy, n: u64) {
     }
 }
 
+/// The next `n` messages from bob/pc that `phone` gets, in arrival order.
+async fn next_from_bob(phone: &mut Client, n: usize, what: &str) -> Vec<minidom::Element> {
+    let from = gw_jid("bob@foreign.test/pc");
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let m = phone
+            .expect(what, |e| {
+                e.name() == "message" && e.attr("from") == Some(from.as_str())
+            })
+            .await;
+        got.push(m);
+    }
+    got
+}
+
+/// Their bodies.
+fn bodies(messages: &[minidom::Element]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| body(m).unwrap_or_default())
+        .collect()
+}
+
 /// Bob writes `n` messages to `to` (me/Work, or me's bare JID when no
 /// resource of me is online and only the archive keeps them) and knows the
 /// server has routed them (its ping's answer comes after them).
@@ -424,18 +428,9 @@ async fn while_the_component_link_is_down_sessions_stay_and_what_they_receive_wa
     // Received by the session while the link is down, then waiting for it.
     refused_attempts(&s.proxy, 1).await;
     s.proxy.set_mode(Mode::Pass);
+    let arrived = next_from_bob(&mut s.phone, sent.len(), "bob's messages").await;
+    assert_eq!(bodies(&arrived), sent, "each once, in order");
     let from = gw_jid("bob@foreign.test/pc");
-    let mut arrived = Vec::new();
-    while arrived.len() < sent.len() {
-        let m = s
-            .phone
-            .expect("bob's messages", |e| {
-                e.name() == "message" && e.attr("from") == Some(from.as_str())
-            })
-            .await;
-        arrived.push(body(&m).unwrap_or_default());
-    }
-    assert_eq!(arrived, sent, "each once, in order");
     // And me/Work never went away for bob.
     let marker = "c-after";
     s.phone
@@ -473,12 +468,8 @@ async fn what_the_gateway_wrote_to_the_local_server_just_before_a_cut_is_written
     let from = gw_jid("bob@foreign.test/pc");
     let from_bob =
         |e: &minidom::Element| e.name() == "message" && e.attr("from") == Some(from.as_str());
-    let mut arrived = Vec::new();
-    while arrived.len() < sent.len() {
-        let m = s.phone.expect("bob's messages", from_bob).await;
-        arrived.push(body(&m).unwrap_or_default());
-    }
-    assert_eq!(arrived, sent, "each once, in order");
+    let arrived = next_from_bob(&mut s.phone, sent.len(), "bob's messages").await;
+    assert_eq!(bodies(&arrived), sent, "each once, in order");
     bob_writes(&mut s.bob, WORK, "after", 1).await;
     let next = s.phone.expect("the next message", from_bob).await;
     assert_eq!(body(&next).as_deref(), Some("after-0"), "nothing twice");
@@ -636,20 +627,16 @@ async fn what_arrives_while_the_gateway_is_down_comes_from_the_archive_once_with
     let mut config = prosody.gateway_config(&db, "");
     config.foreign_hosts.insert(FOREIGN.into(), s.proxy.addr);
     s.gateway = Some(Gateway::start(config).await.expect("restarts"));
-    let mut arrived = Vec::new();
-    while arrived.len() < written.len() {
-        let m = s
-            .phone
-            .expect("a message bob wrote meanwhile", from_bob)
-            .await;
+    let arrived = next_from_bob(&mut s.phone, written.len(), "a message bob wrote meanwhile").await;
+    for m in &arrived {
         assert!(
             m.children()
                 .any(|c| c.name() == "delay" && c.attr("stamp").is_some()),
             "with its original time: {}",
-            xml(&m)
+            xml(m)
         );
-        arrived.push(body(&m).unwrap_or_default());
     }
+    let arrived = bodies(&arrived);
     assert_eq!(arrived, written, "each once, in order");
     // Nothing more from the archive: a live message comes next, and the
     // one before the restart did not come again.
