@@ -13,6 +13,7 @@ pub mod devices;
 pub mod iq;
 pub mod rules;
 mod sessions;
+mod shown;
 
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
@@ -167,25 +168,7 @@ struct Account {
     /// Per session: the archive ids delivered last.
     seen: HashMap<String, archive::Seen>,
     /// What this account adds to the gateway's gauges now.
-    shown: Shown,
-}
-
-/// An account's share of the gauges: controllers, and sessions by state.
-#[derive(Default)]
-struct Shown {
-    controllers: i64,
-    sessions: HashMap<&'static str, i64>,
-}
-
-/// A session state's name, as the metrics label it.
-fn state_name(s: wit::SessionState) -> &'static str {
-    match s {
-        wit::SessionState::Connecting => "connecting",
-        wit::SessionState::Online => "online",
-        wit::SessionState::Reconnecting => "reconnecting",
-        wit::SessionState::Failed => "failed",
-        wit::SessionState::Closed => "closed",
-    }
+    shown: shown::Shown,
 }
 
 fn now_ms() -> u64 {
@@ -213,7 +196,7 @@ pub fn spawn(reg: Registration, env: Arc<Env>) -> Handle {
         salted: None,
         catchups: HashMap::new(),
         seen: HashMap::new(),
-        shown: Shown::default(),
+        shown: shown::Shown::default(),
     };
     tokio::spawn(account.run(rx, stanzas_rx, reports_rx, timers_rx));
     Handle { stanzas, control }
@@ -290,45 +273,6 @@ impl Account {
             let _ = s.tx.send(Command::Close).await;
         }
         debug!(local = %self.reg.local, "account task stopped");
-    }
-
-    /// Brings the account's share of the gauges up to date (to nothing
-    /// once the task ends).
-    fn show(&mut self, ending: bool) {
-        let metrics = &self.env.metrics;
-        let controllers = if ending {
-            0
-        } else {
-            self.controllers.count() as i64
-        };
-        metrics
-            .controllers
-            .inc_by(controllers - self.shown.controllers);
-        self.shown.controllers = controllers;
-        let mut now: HashMap<&'static str, i64> = HashMap::new();
-        if !ending {
-            for s in self.sessions.values() {
-                *now.entry(state_name(s.state)).or_default() += 1;
-            }
-        }
-        for (state, n) in &now {
-            let was = self.shown.sessions.get(state).copied().unwrap_or(0);
-            if *n != was {
-                metrics
-                    .sessions
-                    .get_or_create(&crate::metrics::State { state })
-                    .inc_by(n - was);
-            }
-        }
-        for (state, was) in &self.shown.sessions {
-            if !now.contains_key(state) && *was != 0 {
-                metrics
-                    .sessions
-                    .get_or_create(&crate::metrics::State { state })
-                    .dec_by(*was);
-            }
-        }
-        self.shown.sessions = now;
     }
 
     async fn to_local(&self, el: Element) {
