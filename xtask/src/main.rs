@@ -281,6 +281,9 @@ const EJABBERD_SKIPS: &[&str] = &[
     // does not see F/A's presence within the wait.
     "devices::a_contact_s_nickname_and_avatar",
     "faults::a_controller_gone_during_an_outage",
+    // ejabberd hands a client's burst to the component slowly enough that
+    // a queue of one does not always overflow (not a gateway behaviour).
+    "delivery::a_burst_past_an_account_s_queue",
 ];
 
 /// Installs Prosody, ejabberd and openssl (Debian's packages) and the
