@@ -70,6 +70,7 @@ pub enum LogFormat {
 struct RawRuntime {
     threads: Option<usize>,
     account_queue: Option<usize>,
+    held_limit: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +84,9 @@ struct RawComponent {
     admins: Vec<String>,
     grace_secs: Option<u64>,
     queue_limit: Option<usize>,
+    inbound_queue: Option<usize>,
+    unconfirmed_limit: Option<usize>,
+    confirm_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -153,6 +157,14 @@ pub struct Config {
     pub link_grace: Duration,
     /// Stanzas for the local server that may wait while its link is down.
     pub link_queue_limit: usize,
+    /// Stanzas from the local server waiting for the router.
+    pub link_inbound_queue: usize,
+    /// Stanzas written to the local server and kept until a ping's answer
+    /// proves they arrived; past it the oldest count as arrived.
+    pub link_unconfirmed_limit: usize,
+    /// How long controllers have to confirm their presence after the link
+    /// comes up (and a stanza of an unconfirmed sender waits for it).
+    pub confirm_window: Duration,
     /// The SQLite database file.
     pub database: PathBuf,
     /// The policy module.
@@ -187,6 +199,8 @@ pub struct Config {
     pub threads: usize,
     /// Stanzas from the local server that may wait for one account's task.
     pub account_queue: usize,
+    /// Stanzas of one account held for their senders' presence.
+    pub held_limit: usize,
     /// Where Prometheus metrics are served (`[metrics] listen`), if at all.
     pub metrics_listen: Option<SocketAddr>,
     /// `[log] format`.
@@ -316,6 +330,9 @@ impl Config {
             admins,
             link_grace: Duration::from_secs(c.grace_secs.unwrap_or(60)),
             link_queue_limit: c.queue_limit.unwrap_or(1024).max(1),
+            link_inbound_queue: c.inbound_queue.unwrap_or(1024).max(1),
+            link_unconfirmed_limit: c.unconfirmed_limit.unwrap_or(4096).max(1),
+            confirm_window: Duration::from_secs(c.confirm_secs.unwrap_or(5)),
             database,
             policy,
             policy_watch: raw.policy.watch,
@@ -332,6 +349,11 @@ impl Config {
             max_concurrent_logins: f.max_concurrent_logins.unwrap_or(32).max(1),
             threads: raw.runtime.threads.unwrap_or(1),
             account_queue: raw.runtime.account_queue.unwrap_or(256).max(1),
+            held_limit: raw
+                .runtime
+                .held_limit
+                .unwrap_or(crate::account::HELD_LIMIT)
+                .max(1),
             metrics_listen,
             log_format,
         })
@@ -361,6 +383,20 @@ secret = "s3cret"
         assert_eq!(c.link_grace, Duration::from_secs(60));
         assert_eq!(c.link_queue_limit, 1024);
         assert_eq!(c.account_queue, 256);
+        assert_eq!(c.link_inbound_queue, 1024);
+        assert_eq!(c.link_unconfirmed_limit, 4096);
+        assert_eq!(c.confirm_window, Duration::from_secs(5));
+        assert_eq!(c.held_limit, crate::account::HELD_LIMIT);
+        let set = MINIMAL.replace(
+            "[component]",
+            "[component]\ninbound_queue = 7\nunconfirmed_limit = 9\nconfirm_secs = 2",
+        ) + "\n[runtime]\nheld_limit = 3";
+        let c = Config::parse(&set, Path::new(".")).expect("valid");
+        assert_eq!(
+            (c.link_inbound_queue, c.link_unconfirmed_limit, c.held_limit),
+            (7, 9, 3)
+        );
+        assert_eq!(c.confirm_window, Duration::from_secs(2));
         let zero = format!("{MINIMAL}\n[foreign]\nmax_concurrent_logins = 0");
         let c = Config::parse(&zero, Path::new(".")).expect("valid");
         assert_eq!(c.max_concurrent_logins, 1, "0 would stop every login");

@@ -111,12 +111,13 @@ pub async fn run(
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("failed to listen for SIGHUP")?;
     let (to_local, outbound) = mpsc::channel(config.link_queue_limit);
-    let (events_tx, mut events) = mpsc::channel(1024);
+    let (events_tx, mut events) = mpsc::channel(config.link_inbound_queue);
     let link = LinkConfig {
         jid: config.jid.clone(),
         server: config.server.clone(),
         secret: config.secret.clone(),
         ping_to: config.local_domains[0].clone(),
+        unconfirmed_limit: config.link_unconfirmed_limit,
     };
     let link_task = tokio::spawn(xmpp::component::run(
         link,
@@ -160,7 +161,9 @@ pub async fn run(
         max_logins: config.max_concurrent_logins,
         scram: Arc::default(),
     };
-    let probes = Arc::new(account::controllers::ProbeWindow::default());
+    let probes = Arc::new(account::controllers::ProbeWindow::new(
+        config.confirm_window,
+    ));
     let overload = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let metrics = Arc::new(metrics::Metrics::default());
     // Bound before anything else can fail late: a bad address stops the start.
@@ -190,6 +193,7 @@ pub async fn run(
         keep_salted: keep_salted_tx,
         positions: positions_tx,
         queue: config.account_queue,
+        held_limit: config.held_limit,
         overload: overload.clone(),
         metrics: metrics.clone(),
     });

@@ -185,6 +185,7 @@ fn check_connections(config: &Config) -> bool {
             server: config.server.clone(),
             secret: config.secret.clone(),
             ping_to: config.local_domains[0].clone(),
+            unconfirmed_limit: config.link_unconfirmed_limit,
         };
         let within = std::time::Duration::from_secs(10);
         match tokio::time::timeout(within, component::probe(&link)).await {

@@ -14,28 +14,53 @@ use std::time::{Duration, Instant};
 /// How long controllers have to confirm themselves after the link to the
 /// local server came back (the server answers T's probe at once); also how
 /// long a stanza from a controller not confirmed yet waits for its presence.
+/// The default of `[component] confirm_secs`.
 pub const CONFIRM_GRACE: Duration = Duration::from_secs(5);
 
 /// At most this many stanzas of one account wait for their senders'
-/// presence; more are refused (with `wait`: try again).
+/// presence; more are refused (with `wait`: try again). The default of
+/// `[runtime] held_limit`.
 pub const HELD_LIMIT: usize = 64;
 
 /// Until when the local server may still be answering T's presence probes
 /// (docs/behaviour.md section 2): T opens the window when it probes, every
 /// account task reads it.
-#[derive(Debug, Default)]
-pub struct ProbeWindow(Mutex<Option<Instant>>);
+#[derive(Debug)]
+pub struct ProbeWindow {
+    until: Mutex<Option<Instant>>,
+    confirm: Duration,
+}
+
+impl Default for ProbeWindow {
+    fn default() -> Self {
+        ProbeWindow::new(CONFIRM_GRACE)
+    }
+}
 
 impl ProbeWindow {
-    /// The probes' answers may come for another [`CONFIRM_GRACE`] from now.
+    /// A closed window that opens for `confirm` at a time.
+    pub fn new(confirm: Duration) -> Self {
+        ProbeWindow {
+            until: Mutex::new(None),
+            confirm,
+        }
+    }
+
+    /// How long the window stays open, which is also how long a stanza of
+    /// a sender not confirmed yet waits for its presence.
+    pub fn confirm(&self) -> Duration {
+        self.confirm
+    }
+
+    /// The probes' answers may come for another [`Self::confirm`] from now.
     pub fn open_from_now(&self) {
-        let until = Instant::now() + CONFIRM_GRACE;
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+        let until = Instant::now() + self.confirm;
+        *self.until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
     }
 
     /// Whether the answers to T's probes may still be on their way.
     pub fn is_open(&self) -> bool {
-        let until = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let until = *self.until.lock().unwrap_or_else(|p| p.into_inner());
         until.is_some_and(|u| Instant::now() < u)
     }
 }
@@ -164,7 +189,7 @@ impl Controllers {
     /// gateway starts (or its link comes back) it probes every registered
     /// user, and a controller that was online all along may speak before
     /// the server's answer says so: its stanza waits for that answer, up to
-    /// [`CONFIRM_GRACE`], instead of being refused as from a resource that is
+    /// [`ProbeWindow::confirm`], instead of being refused as from a resource that is
     /// not online (docs/behaviour.md section 4). Its later stanzas queue
     /// behind it, so that order is kept.
     pub fn must_hold(&self, el: &Element, origin: &Origin, probes: &ProbeWindow) -> bool {
@@ -182,7 +207,7 @@ impl Controllers {
         !self.presence_known && probes.is_open() && !self.is_online(resource)
     }
 
-    /// Holds a stanza until `until`; past [`HELD_LIMIT`] it is refused, with
+    /// Holds a stanza until `until`; past `limit` held ones it is refused, with
     /// the `resource-constraint` error for its sender when it may be
     /// answered (an error or an IQ result is dropped).
     pub fn hold(
@@ -190,8 +215,9 @@ impl Controllers {
         origin: Origin,
         el: Element,
         until: Instant,
+        limit: usize,
     ) -> Result<(), Option<Element>> {
-        if self.held.len() >= HELD_LIMIT {
+        if self.held.len() >= limit {
             let text = "too many stanzas waiting for their senders' presence";
             return Err(error_reply(&el, "wait", "resource-constraint", Some(text)));
         }
@@ -373,7 +399,7 @@ mod tests {
         let later = now + CONFIRM_GRACE;
         for n in 1..=3 {
             let m = numbered("Work/phone", n);
-            c.hold(Origin::of(&m), m, later).expect("room");
+            c.hold(Origin::of(&m), m, later, HELD_LIMIT).expect("room");
         }
         let idle = ProbeWindow::default();
         let other = message("Home");
@@ -394,7 +420,7 @@ mod tests {
         let mut c = Controllers::default();
         let now = Instant::now();
         let m = message("Work/phone");
-        c.hold(Origin::of(&m), m, now).expect("room");
+        c.hold(Origin::of(&m), m, now, HELD_LIMIT).expect("room");
         assert!(c.next_released(now).is_some());
     }
 
@@ -404,11 +430,11 @@ mod tests {
         let until = Instant::now() + CONFIRM_GRACE;
         for _ in 0..HELD_LIMIT {
             let m = message("Work/phone");
-            c.hold(Origin::of(&m), m, until).expect("room");
+            c.hold(Origin::of(&m), m, until, HELD_LIMIT).expect("room");
         }
         let m = message("Work/phone");
         let refused = c
-            .hold(Origin::of(&m), m, until)
+            .hold(Origin::of(&m), m, until, HELD_LIMIT)
             .expect_err("full")
             .expect("a message is answered");
         assert_eq!(refused.attr("type"), Some("error"));
@@ -420,7 +446,7 @@ mod tests {
         let bounced = stanza(
             "<message xmlns='jabber:client' type='error' from='alice@example.org/Work/phone' to='gw.example.org'/>",
         );
-        let refused = c.hold(Origin::of(&bounced), bounced, until);
+        let refused = c.hold(Origin::of(&bounced), bounced, until, HELD_LIMIT);
         assert!(matches!(refused, Err(None)), "{refused:?}");
         assert_eq!(c.take_held().len(), HELD_LIMIT);
     }

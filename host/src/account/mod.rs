@@ -22,7 +22,7 @@ use crate::storage::{KeptSalted, Registration, Storage};
 use crate::xmpp::foreign::{Command, Dialer, Outgoing, Report};
 use crate::xmpp::scram::SaltedCache;
 use crate::xmpp::{Kind, error_reply, set_attr};
-use controllers::{CONFIRM_GRACE, Controllers, Origin, ProbeWindow};
+use controllers::{Controllers, Origin, ProbeWindow};
 use iq::IqTracker;
 use minidom::Element;
 use rules::{Current, Plan, Scope, Side};
@@ -121,6 +121,8 @@ pub struct Env {
     pub positions: mpsc::UnboundedSender<(jid::BareJid, String, String)>,
     /// Stanzas of one account that may wait for its task.
     pub queue: usize,
+    /// Stanzas of one account held for their senders' presence.
+    pub held_limit: usize,
     /// Stanzas refused because a queue was full, gateway-wide.
     pub overload: Arc<std::sync::atomic::AtomicU64>,
     /// What Prometheus is shown.
@@ -227,7 +229,7 @@ impl Account {
                 input = inputs.recv() => match input {
                     Some(Input::LinkReset) => {
                         let reset = self.controllers.link_reset();
-                        self.arm_after(CONFIRM_GRACE, Timer::Sweep(reset));
+                        self.arm_after(self.env.probes.confirm(), Timer::Sweep(reset));
                     }
                     Some(Input::LinkLost) => {
                         let reset = self.controllers.link_reset();
@@ -291,11 +293,15 @@ impl Account {
         let origin = Origin::of(&el);
         if self.controllers.must_hold(&el, &origin, &self.env.probes) {
             let resource = origin.resource.clone();
-            let until = std::time::Instant::now() + CONFIRM_GRACE;
-            match self.controllers.hold(origin, el, until) {
+            let confirm = self.env.probes.confirm();
+            let until = std::time::Instant::now() + confirm;
+            match self
+                .controllers
+                .hold(origin, el, until, self.env.held_limit)
+            {
                 Ok(()) => {
                     debug!(local = %self.reg.local, ?resource, "holding a stanza until its sender's presence is known");
-                    self.arm_after(CONFIRM_GRACE, Timer::Held);
+                    self.arm_after(confirm, Timer::Held);
                 }
                 Err(Some(refusal)) => self.to_local(refusal).await,
                 Err(None) => {}

@@ -141,6 +141,8 @@ pub struct LinkConfig {
     pub secret: crate::config::Secret,
     /// Where keepalive pings go (a local domain).
     pub ping_to: String,
+    /// Stanzas kept until a ping's answer proves they arrived.
+    pub unconfirmed_limit: usize,
 }
 
 /// XEP-0114 section 3: handshake = hex(SHA-1(stream id + secret)).
@@ -249,7 +251,7 @@ pub async fn run(
 ) {
     let mut backoff = Duration::from_secs(1);
     let mut unsent: std::collections::VecDeque<Element> = std::collections::VecDeque::new();
-    let mut unconfirmed = Unconfirmed::default();
+    let mut unconfirmed = Unconfirmed::new(cfg.unconfirmed_limit);
     let mut ping_seq = 0u64;
     loop {
         if *shutdown.borrow() {

@@ -17,9 +17,12 @@ use std::time::Duration;
 /// is written again, first and in order. A stanza the server had handled
 /// but whose ping's answer was lost with the link arrives twice, with the
 /// same id (docs/operations.md).
-#[derive(Default)]
 pub(super) struct Unconfirmed {
     written: std::collections::VecDeque<Element>,
+    /// At most this many stanzas wait for proof; past it the oldest count
+    /// as arrived (a server that answers no ping for that long has bigger
+    /// problems, and memory must stay bounded).
+    limit: usize,
     /// The ping out, and how many of `written` it covers.
     asked: Option<(u64, usize)>,
     seq: u64,
@@ -30,17 +33,22 @@ pub(super) struct Unconfirmed {
 /// Pings go out at most this often.
 const ACK_INTERVAL: Duration = Duration::from_millis(10);
 
-/// At most this many stanzas wait for proof; past it the oldest count as
-/// arrived (a server that answers no ping for that long has bigger
-/// problems, and memory must stay bounded).
-const UNCONFIRMED_LIMIT: usize = 4096;
-
 /// Answers to acknowledgement pings have ids that start with this.
 const ACK_PREFIX: &str = "pizzja-ack-";
 
 impl Unconfirmed {
+    pub(super) fn new(limit: usize) -> Self {
+        Unconfirmed {
+            written: Default::default(),
+            limit: limit.max(1),
+            asked: None,
+            seq: 0,
+            last: None,
+        }
+    }
+
     pub(super) fn wrote(&mut self, el: Element) {
-        if self.written.len() == UNCONFIRMED_LIMIT {
+        if self.written.len() >= self.limit {
             self.written.pop_front();
             if let Some((_, covered)) = &mut self.asked {
                 *covered = covered.saturating_sub(1);
@@ -129,6 +137,7 @@ mod tests {
             server: "127.0.0.1:5347".into(),
             secret: crate::config::Secret("s".into()),
             ping_to: "example.org".into(),
+            unconfirmed_limit: 4096,
         }
     }
 
@@ -155,7 +164,7 @@ mod tests {
     fn a_ping_s_answer_confirms_what_was_written_before_it_and_no_more() {
         let t0 = std::time::Instant::now();
         let later = |ms| t0 + Duration::from_millis(ms);
-        let mut u = Unconfirmed::default();
+        let mut u = Unconfirmed::new(4096);
         u.wrote(stanza("a"));
         let first = u.ping(&cfg(), t0).expect("a ping is due");
         u.wrote(stanza("b"));
@@ -180,5 +189,19 @@ mod tests {
         assert!(u.answered(&answer(&second, "example.org"), "example.org"));
         assert!(u.written.is_empty());
         assert!(!u.answered(&stanza("x"), "example.org"));
+    }
+
+    #[test]
+    fn past_the_limit_the_oldest_count_as_arrived_and_the_ping_covers_the_rest() {
+        let t0 = std::time::Instant::now();
+        let mut u = Unconfirmed::new(2);
+        u.wrote(stanza("a"));
+        u.wrote(stanza("b"));
+        let ping = u.ping(&cfg(), t0).expect("a ping is due");
+        u.wrote(stanza("c"));
+        assert_eq!(ids(&u.written), ["b", "c"]);
+        // The answer covers b (a was dropped from the ping's share), not c.
+        assert!(u.answered(&answer(&ping, "example.org"), "example.org"));
+        assert_eq!(ids(&u.written), ["c"]);
     }
 }
