@@ -55,7 +55,7 @@ struct Ledger {
 impl Ledger {
     /// Where `at` lies from the nearest link cut, for the report: `-0.2s`
     /// is 0.2 s before it.
-    fn from_nearest_cut(&self, at: Instant) -> String {
+    fn offset_from_nearest_cut(&self, at: Instant) -> String {
         let nearest = self
             .link_cuts
             .iter()
@@ -312,13 +312,13 @@ async fn main() -> Result<()> {
     for id in lost.iter().take(20) {
         println!(
             "  lost {id}, sent {} from a link cut",
-            l.from_nearest_cut(l.sent[*id])
+            l.offset_from_nearest_cut(l.sent[*id])
         );
     }
     for (id, (n, first)) in duplicated.iter().take(20) {
         println!(
             "  {id} delivered {n} times, first {} from a link cut",
-            l.from_nearest_cut(*first)
+            l.offset_from_nearest_cut(*first)
         );
     }
     let (duplicated_at_cuts, duplicated) = (duplicated_at_cuts.len(), duplicated.len());
