@@ -20,7 +20,24 @@ fn main() {
         .parent()
         .expect("host/ lives in the workspace")
         .to_path_buf();
-    for dir in ["policies", "guest-sdk/src", "guest-sdk/Cargo.toml", "wit"] {
+    // The Rust policies and what the CLI embeds; not the other languages'
+    // projects, whose toolchains (node_modules, a venv) change often.
+    for dir in [
+        "policies/default",
+        "policies/test-hostile",
+        "policies/examples/allow-list",
+        "policies/examples/single-writer",
+        "policies/examples/mirror-presence",
+        "policies/template",
+        "policies/template-js",
+        "guest-sdk-js/src",
+        "guest-sdk-js/native",
+        "guest-sdk-js/build.mjs",
+        "guest-sdk-js/default-policy.js",
+        "guest-sdk/src",
+        "guest-sdk/Cargo.toml",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     // A target directory of its own: the outer build holds the lock on its own.
@@ -71,6 +88,70 @@ fn main() {
     let out =
         PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("default_policy.wasm");
     std::fs::copy(&wasm, &out).unwrap_or_else(|e| panic!("failed to copy {}: {e}", wasm.display()));
+    templates(&root);
+}
+
+/// Writes `templates.rs` into OUT_DIR: for `pizzja policy new --lang js`,
+/// every file of the project it creates, as (path, text, rendered), so
+/// that an installed binary needs no source tree. Template files lose
+/// their `.tmpl` and have `{{name}}` replaced; the SDK and the WIT world
+/// are copied as they are.
+fn templates(root: &std::path::Path) {
+    let mut js = Vec::new();
+    collect(&root.join("policies/template-js"), "", &mut js);
+    for dir in ["src", "native"] {
+        collect(
+            &root.join("guest-sdk-js").join(dir),
+            &format!("pizzja-sdk/{dir}/"),
+            &mut js,
+        );
+    }
+    for file in ["build.mjs", "default-policy.js"] {
+        js.push((
+            format!("pizzja-sdk/{file}"),
+            root.join("guest-sdk-js").join(file),
+        ));
+    }
+    js.push((
+        "pizzja-sdk/wit/policy.wit".into(),
+        root.join("wit/policy.wit"),
+    ));
+    js.sort();
+    let mut code = String::from("/// The JavaScript policy project (see build.rs).\n");
+    code.push_str("pub const JS_TEMPLATE: &[(&str, &str, bool)] = &[\n");
+    for (name, path) in js {
+        let (name, rendered) = match name.strip_suffix(".tmpl") {
+            Some(n) if n.ends_with("gitignore") => (n.replace("gitignore", ".gitignore"), true),
+            Some(n) => (n.to_string(), true),
+            None => (name, false),
+        };
+        code.push_str(&format!(
+            "    ({name:?}, include_str!({:?}), {rendered}),\n",
+            path.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("templates.rs");
+    std::fs::write(&out, code).unwrap_or_else(|e| panic!("failed to write {}: {e}", out.display()));
+}
+
+/// Every file under `dir`, named `prefix` + its path below `dir`.
+fn collect(dir: &std::path::Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("a directory entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("UTF-8 names");
+        if path.is_dir() {
+            if name != "node_modules" {
+                collect(&path, &format!("{prefix}{name}/"), out);
+            }
+        } else {
+            out.push((format!("{prefix}{name}"), path.clone()));
+        }
+    }
 }
 
 /// Stops the build with the command to run when the wasm32-wasip2 standard

@@ -45,6 +45,27 @@ pub mod testing {
     pub fn policy_path(name: &str) -> std::path::PathBuf {
         std::path::Path::new(env!("PIZZJA_POLICY_DIR")).join(format!("{name}.wasm"))
     }
+
+    /// The built `.wasm` of a policy in another language (`default-js`,
+    /// `test-hostile-js`, …): `$PIZZJA_POLICY_BUILDS/name.wasm`, by default
+    /// `target/policies`, where `cargo xtask test` builds them. Panics with
+    /// the command that builds it when it is missing: a test that needs it
+    /// fails loudly, it never skips.
+    pub fn guest_build(name: &str) -> std::path::PathBuf {
+        let dir = std::env::var_os("PIZZJA_POLICY_BUILDS").map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/policies"),
+            std::path::PathBuf::from,
+        );
+        let path = dir.join(format!("{name}.wasm"));
+        assert!(
+            path.is_file(),
+            "`{}` is missing: build the policies in other languages with `cargo xtask test`, \
+             or `guest-sdk-js/build.sh {dir}` / `guest-sdk-python/build.sh {dir}`",
+            path.display(),
+            dir = dir.display(),
+        );
+        path
+    }
 }
 
 /// Everything checked and loaded, not yet connected.

@@ -55,10 +55,14 @@ enum PolicyCommand {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
-    /// Start a new policy from the template: a Rust crate in directory NAME.
+    /// Start a new policy from a template: a Rust crate, or a JavaScript
+    /// project, in directory NAME.
     New {
-        /// The directory (and crate) to create.
+        /// The directory (and project) to create.
         name: PathBuf,
+        /// The language the policy is written in.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
         /// Where pizzja's `guest-sdk` and `policies/default` are (defaults to
         /// the source tree this binary was built from).
         #[arg(long)]
@@ -86,9 +90,10 @@ fn main() -> ExitCode {
             command:
                 PolicyCommand::New {
                     name,
+                    lang,
                     pizzja_source,
                 },
-        } => match new_policy(&name, pizzja_source) {
+        } => match new_policy(&name, lang, pizzja_source) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("pizzja: {e:#}");
@@ -274,7 +279,20 @@ const TEMPLATE: &[(&str, &str)] = &[
     ),
 ];
 
-fn new_policy(dir: &Path, source: Option<PathBuf>) -> anyhow::Result<()> {
+/// The languages `pizzja policy new` writes a project in.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Lang {
+    /// A Rust crate using pizzja-sdk (built with cargo).
+    Rust,
+    /// A JavaScript module with its SDK (built with componentize-js).
+    Js,
+}
+
+mod templates {
+    include!(concat!(env!("OUT_DIR"), "/templates.rs"));
+}
+
+fn new_policy(dir: &Path, lang: Lang, source: Option<PathBuf>) -> anyhow::Result<()> {
     use anyhow::{Context, bail};
     if dir.exists() {
         bail!("`{}` already exists", dir.display());
@@ -293,6 +311,24 @@ fn new_policy(dir: &Path, source: Option<PathBuf>) -> anyhow::Result<()> {
                 dir.display()
             )
         })?;
+    if let Lang::Js = lang {
+        for (file, text, rendered) in templates::JS_TEMPLATE {
+            let text = if *rendered {
+                text.replace("{{name}}", name)
+            } else {
+                text.to_string()
+            };
+            let path = dir.join(file);
+            std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+            std::fs::write(&path, text)
+                .with_context(|| format!("failed to write `{}`", path.display()))?;
+        }
+        println!(
+            "pizzja: created the JavaScript policy `{name}` in `{}`; see its README.md",
+            dir.display()
+        );
+        return Ok(());
+    }
     let source = source.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
     let source = source
         .canonicalize()

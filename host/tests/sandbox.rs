@@ -135,18 +135,34 @@ fn a_policy_that_sleeps_is_stopped_at_once_with_the_reason() {
 }
 
 #[test]
-fn a_policy_that_imports_files_or_sockets_is_refused_when_loaded() {
-    // A component importing WASI's preopened directories, and nothing else.
+fn a_policy_that_imports_what_the_host_does_not_know_is_refused_when_loaded() {
+    // A component importing a WASI key-value store, and nothing else.
     let wat = r#"(component
-        (import "wasi:filesystem/preopens@0.2.6" (instance
-            (export "get-directories" (func (result (list u32))))))
+        (import "wasi:keyvalue/store@0.2.0-draft" (instance
+            (export "open" (func (param "name" string) (result u32)))))
     )"#;
-    let text = refused("files", wat.as_bytes());
+    let text = refused("keyvalue", wat.as_bytes());
     assert!(
         text.contains("imports something the host does not provide")
-            && text.contains("wasi:filesystem/preopens"),
+            && text.contains("wasi:keyvalue/store"),
         "{text}"
     );
+}
+
+#[test]
+fn files_and_sockets_load_but_grant_nothing() {
+    // Rust's std imports wasi:filesystem and wasi:sockets for the `net`
+    // word; the policy loads, and each attempt fails as on a machine with
+    // no files and no network.
+    let engine = engine();
+    let actions = engine
+        .decide(&message("net"), &facts())
+        .expect("refusals are errors the policy handles, not traps");
+    let said = logs(&actions).join("\n");
+    assert!(said.contains("net: files Err("), "{said}");
+    assert!(said.contains("socket Err("), "{said}");
+    assert!(!said.contains("Ok("), "nothing granted: {said}");
+    assert_recovers(&engine);
 }
 
 #[test]

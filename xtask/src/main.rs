@@ -30,17 +30,24 @@ fn main() -> Result<()> {
             setup()?;
             // The package test installs the package as built from this tree.
             package(true)?;
-            cargo(&["test", "--workspace", "--all-targets"])?;
+            guest_policies()?;
+            run(policy_env(
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+                    "test",
+                    "--workspace",
+                    "--all-targets",
+                ]),
+            ))?;
             // The end-to-end suite again, ejabberd as both servers, without
             // what needs Prosody (certificates, bulk accounts, the package
             // test, which ran above) and what ejabberd does differently
             // (docs/dependencies.md).
-            run(
+            run(policy_env(
                 Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                     .args(["test", "-p", "pizzja-tests", "--test", "all", "--"])
                     .args(EJABBERD_SKIPS.iter().flat_map(|s| ["--skip", s]))
                     .env("PIZZJA_TEST_SERVER", "ejabberd"),
-            )
+            ))
         }
         "package" => {
             setup()?;
@@ -290,11 +297,13 @@ const EJABBERD_SKIPS: &[&str] = &[
 /// wasm32-wasip2 target when missing.
 fn setup() -> Result<()> {
     // Prosody for the end-to-end tests and the demo, ejabberd for the suite
-    // against it, openssl for the TLS tests.
+    // against it, openssl for the TLS tests, node for JavaScript policies.
     let missing: Vec<&str> = [
         ("prosody", "prosody"),
         ("ejabberdctl", "ejabberd"),
         ("openssl", "openssl"),
+        ("node", "nodejs"),
+        ("npm", "npm"),
     ]
     .into_iter()
     .filter(|(c, _)| !have(c))
@@ -332,7 +341,46 @@ fn setup() -> Result<()> {
         eprintln!("xtask: adding the wasm32-wasip2 target (rustup)");
         run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
     }
-    Ok(())
+    js_toolchain()
+}
+
+/// The JavaScript policy toolchain (componentize-js, pinned by
+/// policies/toolchains/package-lock.json), installed with `npm ci` when the
+/// lock file is newer than what is installed.
+fn js_toolchain() -> Result<()> {
+    let dir = root().join("policies/toolchains");
+    let lock = dir.join("package-lock.json");
+    let installed = dir.join("node_modules/.package-lock.json");
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&installed).is_some() && modified(&installed) >= modified(&lock) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the JavaScript policy toolchain (npm ci)");
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir))
+}
+
+/// The workspace's root directory.
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds the policies written in other languages into `target/policies`,
+/// testing them natively first.
+fn guest_policies() -> Result<()> {
+    run(Command::new(root().join("guest-sdk-js/build.sh")).arg(policy_builds()))
+}
+
+fn policy_builds() -> std::path::PathBuf {
+    target_dir().join("policies")
+}
+
+/// Tells the tests that load policies in other languages where they and
+/// their toolchains are.
+fn policy_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("PIZZJA_POLICY_BUILDS", policy_builds())
+        .env("PIZZJA_JS_TOOLCHAIN", root().join("policies/toolchains"))
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

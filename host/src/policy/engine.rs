@@ -168,6 +168,13 @@ impl PolicyEngine {
         let component = wt(Component::new(engine, bytes), || {
             format!("policy `{name}` is not a WebAssembly component")
         })?;
+        // What the component imports of WASI's files, sockets and HTTP is
+        // linked for it alone, refusing.
+        let mut linker = linker.clone();
+        wt(
+            super::refused::link(&mut linker, &component, engine),
+            || format!("policy `{name}` imports WASI in a form the host cannot refuse"),
+        )?;
         let pre = wt(linker.instantiate_pre(&component), || {
             format!("policy `{name}` imports something the host does not provide")
         })?;

@@ -16,6 +16,7 @@
 //! - [`sandbox`]: the store, its limits, the deadline ticker;
 //! - [`store`]: the per-account `store` interface and its backends;
 //! - [`probation`]: rollback of a new policy that keeps trapping;
+//! - [`refused`]: WASI's files, sockets and HTTP, linked granting nothing;
 //! - [`stats`]: decisions and their CPU time;
 //! - [`reload`]: file watch, SIGHUP and admin reloads;
 //! - [`scenario`]: `pizzja policy test`.
@@ -23,6 +24,7 @@
 pub mod bindings;
 pub mod engine;
 pub mod probation;
+mod refused;
 pub mod reload;
 pub mod sandbox;
 pub mod scenario;

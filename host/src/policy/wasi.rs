@@ -15,7 +15,8 @@
 //! policy may use); random bytes from the host. What it writes to stdout or
 //! stderr (a panic's message) is kept, up to [`OUTPUT_LIMIT`] per call,
 //! and shown with the call's error when the call traps. No files, no
-//! network: a policy that imports them is refused when it is loaded.
+//! network: what a policy imports of them is linked by [`super::refused`],
+//! granting nothing.
 
 use super::sandbox::State;
 use wasmtime::component::Resource;

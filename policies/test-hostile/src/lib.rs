@@ -11,6 +11,8 @@
 //! - `clock`: logs what the system clock says.
 //! - `sleep`: sleeps for a millisecond (a policy cannot wait).
 //! - `print`: writes a line to stdout and to stderr, then decides as usual.
+//! - `net`: tries to read a directory and to open a TCP connection, and
+//!   logs what each attempt met.
 //! - `remember <text>` / `recall`: writes and reads the account's store;
 //!   `fill` tries to store more than the store allows.
 //!
@@ -127,6 +129,13 @@ impl Policy for Hostile {
                 println!("to stdout");
                 eprintln!("to stderr");
                 self.inner.decide(event, facts)
+            }
+            Some("net") => {
+                let files = std::fs::read_dir("/").map(|d| d.count());
+                let socket = std::net::TcpStream::connect("127.0.0.1:5222").map(|_| "connected");
+                vec![Action::debug(format!(
+                    "net: files {files:?}; socket {socket:?}"
+                ))]
             }
             Some("nothing") => Vec::new(),
             Some("facts") => {
