@@ -34,6 +34,10 @@ fn main() {
         "guest-sdk-js/native",
         "guest-sdk-js/build.mjs",
         "guest-sdk-js/default-policy.js",
+        "policies/template-python",
+        "guest-sdk-python/pizzja_sdk",
+        "guest-sdk-python/pizzja_pytest.py",
+        "policies/toolchains/requirements.txt",
         "guest-sdk/src",
         "guest-sdk/Cargo.toml",
         "wit",
@@ -91,11 +95,11 @@ fn main() {
     templates(&root);
 }
 
-/// Writes `templates.rs` into OUT_DIR: for `pizzja policy new --lang js`,
-/// every file of the project it creates, as (path, text, rendered), so
-/// that an installed binary needs no source tree. Template files lose
-/// their `.tmpl` and have `{{name}}` replaced; the SDK and the WIT world
-/// are copied as they are.
+/// Writes `templates.rs` into OUT_DIR: for `pizzja policy new --lang
+/// js|python`, every file of the project it creates, as (path, text,
+/// rendered), so that an installed binary needs no source tree. Template
+/// files lose their `.tmpl` and have `{{name}}` replaced; the SDK, the WIT
+/// world and the pinned toolchain are copied as they are.
 fn templates(root: &std::path::Path) {
     let mut js = Vec::new();
     collect(&root.join("policies/template-js"), "", &mut js);
@@ -116,21 +120,45 @@ fn templates(root: &std::path::Path) {
         "pizzja-sdk/wit/policy.wit".into(),
         root.join("wit/policy.wit"),
     ));
-    js.sort();
-    let mut code = String::from("/// The JavaScript policy project (see build.rs).\n");
-    code.push_str("pub const JS_TEMPLATE: &[(&str, &str, bool)] = &[\n");
-    for (name, path) in js {
-        let (name, rendered) = match name.strip_suffix(".tmpl") {
-            Some(n) if n.ends_with("gitignore") => (n.replace("gitignore", ".gitignore"), true),
-            Some(n) => (n.to_string(), true),
-            None => (name, false),
-        };
+    let mut python = Vec::new();
+    collect(&root.join("policies/template-python"), "", &mut python);
+    collect(
+        &root.join("guest-sdk-python/pizzja_sdk"),
+        "pizzja_sdk/",
+        &mut python,
+    );
+    python.push((
+        "pizzja_pytest.py".into(),
+        root.join("guest-sdk-python/pizzja_pytest.py"),
+    ));
+    python.push((
+        "pizzja_sdk/wit/policy.wit".into(),
+        root.join("wit/policy.wit"),
+    ));
+    python.push((
+        "requirements.txt".into(),
+        root.join("policies/toolchains/requirements.txt"),
+    ));
+    let mut code = String::new();
+    for (name, files) in [("JS_TEMPLATE", js), ("PYTHON_TEMPLATE", python)] {
         code.push_str(&format!(
-            "    ({name:?}, include_str!({:?}), {rendered}),\n",
-            path.display().to_string()
+            "/// A policy project (see build.rs).\npub const {name}: &[(&str, &str, bool)] = &[\n"
         ));
+        let mut files = files;
+        files.sort();
+        for (file, path) in files {
+            let (file, rendered) = match file.strip_suffix(".tmpl") {
+                Some(n) if n.ends_with("gitignore") => (n.replace("gitignore", ".gitignore"), true),
+                Some(n) => (n.to_string(), true),
+                None => (file, false),
+            };
+            code.push_str(&format!(
+                "    ({file:?}, include_str!({:?}), {rendered}),\n",
+                path.display().to_string()
+            ));
+        }
+        code.push_str("];\n");
     }
-    code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("templates.rs");
     std::fs::write(&out, code).unwrap_or_else(|e| panic!("failed to write {}: {e}", out.display()));
 }
@@ -145,7 +173,8 @@ fn collect(dir: &std::path::Path, prefix: &str, out: &mut Vec<(String, PathBuf)>
             .and_then(|n| n.to_str())
             .expect("UTF-8 names");
         if path.is_dir() {
-            if name != "node_modules" {
+            // Toolchains' and tests' leftovers are not part of a project.
+            if !["node_modules", "__pycache__", ".pytest_cache", ".bindings"].contains(&name) {
                 collect(&path, &format!("{prefix}{name}/"), out);
             }
         } else {

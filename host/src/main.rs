@@ -56,7 +56,7 @@ enum PolicyCommand {
         scenarios: Vec<PathBuf>,
     },
     /// Start a new policy from a template: a Rust crate, or a JavaScript
-    /// project, in directory NAME.
+    /// or Python project, in directory NAME.
     New {
         /// The directory (and project) to create.
         name: PathBuf,
@@ -286,6 +286,8 @@ enum Lang {
     Rust,
     /// A JavaScript module with its SDK (built with componentize-js).
     Js,
+    /// A Python module with its SDK (built with componentize-py).
+    Python,
 }
 
 mod templates {
@@ -311,8 +313,13 @@ fn new_policy(dir: &Path, lang: Lang, source: Option<PathBuf>) -> anyhow::Result
                 dir.display()
             )
         })?;
-    if let Lang::Js = lang {
-        for (file, text, rendered) in templates::JS_TEMPLATE {
+    let project = match lang {
+        Lang::Rust => None,
+        Lang::Js => Some(("JavaScript", templates::JS_TEMPLATE)),
+        Lang::Python => Some(("Python", templates::PYTHON_TEMPLATE)),
+    };
+    if let Some((language, files)) = project {
+        for (file, text, rendered) in files {
             let text = if *rendered {
                 text.replace("{{name}}", name)
             } else {
@@ -324,7 +331,7 @@ fn new_policy(dir: &Path, lang: Lang, source: Option<PathBuf>) -> anyhow::Result
                 .with_context(|| format!("failed to write `{}`", path.display()))?;
         }
         println!(
-            "pizzja: created the JavaScript policy `{name}` in `{}`; see its README.md",
+            "pizzja: created the {language} policy `{name}` in `{}`; see its README.md",
             dir.display()
         );
         return Ok(());

@@ -3,8 +3,8 @@
 //! network), the same store, the same rollback; and their ports of the
 //! default and allow-list policies pass the Rust ones' scenario files.
 //!
-//! The components are built by `cargo xtask test` (guest-sdk-js/build.sh)
-//! into `target/policies`; a missing one fails the test with the command
+//! The components are built by `cargo xtask test` (guest-sdk-js/build.sh,
+//! guest-sdk-python/build.sh) into `target/policies`; a missing one fails the test with the command
 //! that builds it.
 
 use pizzja_host::policy::bindings::{Action, Event, Facts, LocalStanza, Stanza, StanzaKind};
@@ -283,7 +283,25 @@ macro_rules! for_each_language {
     )*};
 }
 
-for_each_language!(js => "js");
+for_each_language!(js => "js", python => "python");
+
+/// JavaScript has no way to wait synchronously; Python's `time.sleep` asks
+/// WASI to, and is stopped at once with the reason.
+#[test]
+fn a_python_policy_that_sleeps_is_stopped_at_once_with_the_reason() {
+    let engine = load("test-hostile-python", &[]).expect("loads");
+    let start = Instant::now();
+    let err = engine
+        .decide(&message("sleep"), &facts())
+        .expect_err("a policy cannot wait");
+    assert!(format!("{err}").contains("policies cannot wait"), "{err}");
+    assert!(
+        start.elapsed() < limits().deadline,
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_recovers(&engine);
+}
 
 /// Where `cargo xtask setup` installed the JavaScript toolchain.
 fn js_toolchain() -> PathBuf {
@@ -366,4 +384,75 @@ fn policy_new_lang_js_makes_a_project_that_tests_builds_and_passes_its_scenarios
         .expect("run");
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+/// Where `cargo xtask setup` made the Python toolchain's venv.
+fn python_toolchain() -> PathBuf {
+    std::env::var_os("PIZZJA_PYTHON_TOOLCHAIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/toolchains/python"),
+        PathBuf::from,
+    )
+}
+
+#[test]
+fn policy_new_lang_python_makes_a_project_that_tests_builds_and_passes_its_scenarios() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("my_rules");
+    let pizzja = env!("CARGO_BIN_EXE_pizzja");
+    let made = run(
+        tmp.path(),
+        pizzja,
+        &["policy", "new", "--lang", "python", "my_rules"],
+    );
+    assert!(made.contains("created the Python policy"), "{made}");
+    for file in [
+        "app.py",
+        "conftest.py",
+        "test_policy.py",
+        "requirements.txt",
+        "README.md",
+        ".gitignore",
+        "scenarios/basics.toml",
+        "pizzja_pytest.py",
+        "pizzja_sdk/escape.py",
+        "pizzja_sdk/default.py",
+        "pizzja_sdk/wit/policy.wit",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} is missing");
+    }
+    assert!(!dir.join("pizzja_sdk/__pycache__").exists());
+    let requirements = std::fs::read_to_string(dir.join("requirements.txt")).expect("read");
+    assert!(
+        requirements.contains("componentize-py==0.25.1"),
+        "pinned: {requirements}"
+    );
+    // The venv the README makes holds what target/toolchains/python holds.
+    let bin = python_toolchain().join("bin");
+    assert!(
+        bin.join("componentize-py").is_file(),
+        "{} is missing: run `cargo xtask setup`",
+        bin.display()
+    );
+    let tested = run(&dir, &bin.join("pytest").display().to_string(), &["-q"]);
+    assert!(tested.contains("1 passed"), "{tested}");
+    run(
+        &dir,
+        &bin.join("componentize-py").display().to_string(),
+        &[
+            "-d",
+            "pizzja_sdk/wit",
+            "-w",
+            "policy",
+            "componentize",
+            "app",
+            "-o",
+            "my_rules.wasm",
+        ],
+    );
+    let scenarios = run(
+        &dir,
+        pizzja,
+        &["policy", "test", "my_rules.wasm", "scenarios/basics.toml"],
+    );
+    assert!(scenarios.contains("3 passed, 0 failed"), "{scenarios}");
 }

@@ -297,13 +297,15 @@ const EJABBERD_SKIPS: &[&str] = &[
 /// wasm32-wasip2 target when missing.
 fn setup() -> Result<()> {
     // Prosody for the end-to-end tests and the demo, ejabberd for the suite
-    // against it, openssl for the TLS tests, node for JavaScript policies.
+    // against it, openssl for the TLS tests, node and Python (below) for
+    // policies in those languages.
     let missing: Vec<&str> = [
         ("prosody", "prosody"),
         ("ejabberdctl", "ejabberd"),
         ("openssl", "openssl"),
         ("node", "nodejs"),
         ("npm", "npm"),
+        ("python3", "python3"),
     ]
     .into_iter()
     .filter(|(c, _)| !have(c))
@@ -341,7 +343,52 @@ fn setup() -> Result<()> {
         eprintln!("xtask: adding the wasm32-wasip2 target (rustup)");
         run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
     }
-    js_toolchain()
+    js_toolchain()?;
+    python_toolchain()
+}
+
+/// The Python policy toolchain (componentize-py and pytest, pinned by
+/// policies/toolchains/requirements.txt) in a venv of its own,
+/// target/toolchains/python, installed again when the requirements change.
+fn python_toolchain() -> Result<()> {
+    let venv = python_venv();
+    let requirements = root().join("policies/toolchains/requirements.txt");
+    let stamp = venv.join("installed-requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).context("requirements.txt")?;
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(());
+    }
+    if !venv.join("bin/pip").is_file() {
+        // Debian's python3 makes venvs only with python3-venv.
+        if !have_venv() {
+            if !is_root() {
+                bail!("python3 cannot make a venv: run `sudo apt-get install -y python3-venv`");
+            }
+            eprintln!("xtask: installing python3-venv (apt-get)");
+            run(Command::new("apt-get")
+                .args(["install", "-y", "-qq", "python3-venv"])
+                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        }
+        eprintln!("xtask: making the Python policy toolchain's venv");
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    eprintln!("xtask: installing the Python policy toolchain (pip)");
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements))?;
+    std::fs::write(&stamp, wanted).context("writing the toolchain stamp")?;
+    Ok(())
+}
+
+fn have_venv() -> bool {
+    Command::new("python3")
+        .args(["-c", "import ensurepip, venv"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn python_venv() -> std::path::PathBuf {
+    target_dir().join("toolchains/python")
 }
 
 /// The JavaScript policy toolchain (componentize-js, pinned by
@@ -369,7 +416,13 @@ fn root() -> std::path::PathBuf {
 /// Builds the policies written in other languages into `target/policies`,
 /// testing them natively first.
 fn guest_policies() -> Result<()> {
-    run(Command::new(root().join("guest-sdk-js/build.sh")).arg(policy_builds()))
+    for language in ["js", "python"] {
+        run(policy_env(
+            Command::new(root().join(format!("guest-sdk-{language}/build.sh")))
+                .arg(policy_builds()),
+        ))?;
+    }
+    Ok(())
 }
 
 fn policy_builds() -> std::path::PathBuf {
@@ -381,6 +434,7 @@ fn policy_builds() -> std::path::PathBuf {
 fn policy_env(cmd: &mut Command) -> &mut Command {
     cmd.env("PIZZJA_POLICY_BUILDS", policy_builds())
         .env("PIZZJA_JS_TOOLCHAIN", root().join("policies/toolchains"))
+        .env("PIZZJA_PYTHON_TOOLCHAIN", python_venv())
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
