@@ -1,13 +1,28 @@
 //! docs/behaviour.md section 8: whatever the policy returns, the host's invariants hold,
-//! and a policy that traps, loops or eats memory costs one error reply.
+//! and a policy that traps, loops or eats memory costs one error reply;
+//! the same for the hostile policy in each language.
 
 use crate::{ME, World};
 use pizzja_host::config::PolicySource;
-use pizzja_host::testing::policy_path;
+use pizzja_host::testing::{guest_build, policy_path};
 use pizzja_tests::*;
 
+/// A gateway running the hostile policy written in `lang` (`rust`, `js`,
+/// `python`), its compiled code cached across tests.
+async fn hostile_world_in(lang: &str) -> World {
+    let module = match lang {
+        "rust" => policy_path("pizzja_policy_test_hostile"),
+        other => guest_build(&format!("test-hostile-{other}")),
+    };
+    World::with(|c| {
+        c.policy = PolicySource::File(module);
+        c.cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-cache"));
+    })
+    .await
+}
+
 async fn hostile_world() -> World {
-    World::with(|c| c.policy = PolicySource::File(policy_path("pizzja_policy_test_hostile"))).await
+    hostile_world_in("rust").await
 }
 
 async fn say(world: &mut World, id: &str, text: &str) {
@@ -20,9 +35,8 @@ async fn say(world: &mut World, id: &str, text: &str) {
         .await;
 }
 
-#[tokio::test]
-async fn traps_loops_and_memory_bombs_get_an_error_and_the_gateway_carries_on() {
-    let mut world = hostile_world().await;
+async fn traps_loops_and_memory_bombs_get_an_error_and_the_gateway_carries_on(lang: &str) {
+    let mut world = hostile_world_in(lang).await;
     let mut bob = world.bob().await;
     for (i, bad) in ["trap", "loop", "grow"].iter().enumerate() {
         let id = format!("bad{i}");
@@ -47,9 +61,8 @@ async fn traps_loops_and_memory_bombs_get_an_error_and_the_gateway_carries_on() 
     }
 }
 
-#[tokio::test]
-async fn forged_addresses_are_rewritten_or_refused_never_delivered_elsewhere() {
-    let mut world = hostile_world().await;
+async fn forged_addresses_are_rewritten_or_refused_never_delivered_elsewhere(lang: &str) {
+    let mut world = hostile_world_in(lang).await;
     let mut carol = world.client("carol", LOCAL, "pc").await;
     carol.go_online().await;
     say(&mut world, "forge", "forge").await;
@@ -97,6 +110,31 @@ async fn forged_addresses_are_rewritten_or_refused_never_delivered_elsewhere() {
         carol.inbox().map(xml).collect::<Vec<_>>()
     );
 }
+
+/// The tests above, once per language the hostile policy is written in.
+macro_rules! in_each_language {
+    ($($lang:ident),*) => {$(
+        mod $lang {
+            #[tokio::test]
+            async fn traps_loops_and_memory_bombs_get_an_error_and_the_gateway_carries_on() {
+                super::traps_loops_and_memory_bombs_get_an_error_and_the_gateway_carries_on(
+                    stringify!($lang),
+                )
+                .await
+            }
+
+            #[tokio::test]
+            async fn forged_addresses_are_rewritten_or_refused_never_delivered_elsewhere() {
+                super::forged_addresses_are_rewritten_or_refused_never_delivered_elsewhere(
+                    stringify!($lang),
+                )
+                .await
+            }
+        }
+    )*};
+}
+
+in_each_language!(rust, js, python);
 
 #[tokio::test]
 async fn passwords_never_reach_the_policy() {

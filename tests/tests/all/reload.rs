@@ -5,7 +5,7 @@
 use crate::{ME, World};
 use pizzja_host::config::PolicySource;
 use pizzja_host::policy::PolicyEvent;
-use pizzja_host::testing::policy_path;
+use pizzja_host::testing::{guest_build, policy_path};
 use pizzja_tests::*;
 use std::path::Path;
 
@@ -92,6 +92,91 @@ async fn replacing_the_policy_under_traffic_loses_duplicates_and_reorders_nothin
         .filter(|b| b.starts_with("n "))
         .collect();
     assert!(dupes.is_empty(), "delivered twice: {dupes:?}");
+}
+
+/// The default in three languages, one replacing the other while a
+/// contact writes: Rust, then JavaScript, then Python. Every message
+/// arrives once, in order, whichever policy decided it.
+#[tokio::test]
+async fn a_python_policy_replaces_a_js_one_over_the_rust_default_under_traffic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("policy.wasm");
+    std::fs::write(&module, pizzja_host::policy::BUILTIN_DEFAULT).expect("install the default");
+    let js = std::fs::read(guest_build("default-js")).expect("readable");
+    let python = std::fs::read(guest_build("default-python")).expect("readable");
+    let watched = module.clone();
+    let mut world = World::with(move |c| {
+        c.policy = PolicySource::File(watched);
+        c.policy_watch = true;
+        c.cache_dir = Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-cache"));
+    })
+    .await;
+    let mut events = world
+        .gateway
+        .as_mut()
+        .expect("running")
+        .policy_events
+        .resubscribe();
+    let bob = world.bob().await;
+    const N: usize = 240;
+    let swaps: [(usize, &[u8]); 2] = [(60, &js), (160, &python)];
+    let mut loaded = Vec::new();
+    for i in 0..N {
+        bob.send(&format!(
+            "<message type='chat' to='{ME}/Work' id='n{i}'><body>n {i}</body></message>"
+        ))
+        .await;
+        if let Some((_, bytes)) = swaps.iter().find(|(at, _)| *at == i) {
+            replace(&module, bytes);
+            // Compiling a 12–18 MB component takes seconds; the messages
+            // already sent are decided by the policy before meanwhile.
+            loop {
+                let event = tokio::time::timeout(4 * WAIT, events.recv())
+                    .await
+                    .expect("the reload within the wait")
+                    .expect("policy events");
+                match event {
+                    PolicyEvent::Loaded { hash, .. } => {
+                        loaded.push(hash);
+                        break;
+                    }
+                    PolicyEvent::Refused { error, .. } => panic!("swap at {i} refused: {error}"),
+                    _ => {}
+                }
+            }
+        }
+    }
+    for i in 0..N {
+        let m = world
+            .phone
+            .expect("the next message", |e| {
+                body(e).is_some_and(|b| b.starts_with("n "))
+            })
+            .await;
+        assert_eq!(body(&m), Some(format!("n {i}")), "lost or out of order");
+    }
+    bob.send(&format!(
+        "<message type='chat' to='{ME}/Work' id='end'><body>end</body></message>"
+    ))
+    .await;
+    world
+        .phone
+        .expect("the marker", |e| body(e).as_deref() == Some("end"))
+        .await;
+    let dupes: Vec<_> = world
+        .phone
+        .inbox()
+        .filter_map(body)
+        .filter(|b| b.starts_with("n "))
+        .collect();
+    assert!(dupes.is_empty(), "delivered twice: {dupes:?}");
+    // Each swap loaded the module it wrote, and no rollback followed.
+    let sha1 = |b: &[u8]| hex::encode(<sha1::Sha1 as sha1::Digest>::digest(b));
+    assert_eq!(loaded, [sha1(&js), sha1(&python)]);
+    assert!(
+        events.try_recv().is_err(),
+        "no event after the last load (a rollback)"
+    );
 }
 
 /// A policy built against `pizzja:policy@0.1.0` runs the gateway as it did
