@@ -11,12 +11,18 @@
 //! 2. Swapping in a module: compile and validate, with an empty and a warm
 //!    compiled-module cache.
 //! 3. From `rename(2)` over the watched file to the reload event (inotify).
+//! 4. The default policy in each language (Rust, and the JavaScript and
+//!    Python ports `cargo xtask bench` builds into `target/policies`):
+//!    module size, compile with an empty and a warm cache, a fresh
+//!    instance with its `init`, the decision of section 1, and the memory
+//!    the process gains by loading it.
 //!
 //! Under `cargo test` (no `--bench` argument) it runs a tiny smoke pass so
 //! the benchmark itself keeps working.
 
 use pizzja_host::policy::bindings as wit;
 use pizzja_host::policy::{BUILTIN_DEFAULT, EngineOptions, Limits, PolicyEngine};
+use pizzja_host::testing::guest_build;
 use pizzja_sdk::Policy as _;
 use std::time::{Duration, Instant};
 
@@ -233,6 +239,9 @@ fn median_p99(mut samples: Vec<Duration>) -> (Duration, Duration) {
 }
 
 fn main() {
+    if let Some(module) = std::env::var_os(RSS_OF) {
+        return rss_of(module.into());
+    }
     let full = std::env::args().any(|a| a == "--bench");
     let (batches, per) = if full { (400, 250) } else { (5, 5) };
     let limits = Limits {
@@ -442,4 +451,146 @@ fn main() {
         "rename to reload request:       median {:?} (includes the watch's 50 ms settle)",
         notices[notices.len() / 2]
     );
+
+    // 4. Each language's default policy.
+    println!();
+    println!(
+        "language    module   compile, empty cache   warm cache   fresh instance + init   decision median   p99        RSS, loaded"
+    );
+    for (language, default, hostile) in [
+        (
+            "Rust",
+            BUILTIN_DEFAULT.to_vec(),
+            read(pizzja_host::testing::policy_path(
+                "pizzja_policy_test_hostile",
+            )),
+        ),
+        (
+            "JavaScript",
+            read(guest_build("default-js")),
+            read(guest_build("test-hostile-js")),
+        ),
+        (
+            "Python",
+            read(guest_build("default-python")),
+            read(guest_build("test-hostile-python")),
+        ),
+    ] {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let options = || EngineOptions {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..EngineOptions::with_limits(limits)
+        };
+        let start = Instant::now();
+        let engine = PolicyEngine::new(language, &default, vec![], options()).expect("loads");
+        let compile = start.elapsed();
+        let rss = rss_in_a_fresh_process(&default, cache.path());
+        let start = Instant::now();
+        let again = PolicyEngine::new(language, &default, vec![], options()).expect("loads");
+        let warm = start.elapsed();
+        drop(again);
+        // Fewer rounds for the slower languages: the same spread, less time.
+        let (b, p) = if full { (200, 50) } else { (3, 3) };
+        let (med, p99) = measure(b, p, || {
+            std::hint::black_box(engine.decide(&event, &facts).expect("decides"));
+        });
+        // A trap drops the instance: the next decision makes a fresh one
+        // and calls its `init`. The hostile policy is the default with a
+        // few more words.
+        let hostile = PolicyEngine::new(language, &hostile, vec![], options()).expect("loads");
+        let trap = hostile_message("trap");
+        let mut fresh = Vec::new();
+        for _ in 0..if full { 20 } else { 2 } {
+            hostile.decide(&trap, &facts).expect_err("traps");
+            let start = Instant::now();
+            hostile.decide(&event, &facts).expect("decides");
+            fresh.push(start.elapsed().saturating_sub(med));
+        }
+        let (fresh, _) = median_p99(fresh);
+        println!(
+            "{language:<11} {:>5.1} MB {:>22} {:>12} {:>23} {:>17} {:>10} {:>10}",
+            default.len() as f64 / 1e6,
+            format!("{compile:.2?}"),
+            format!("{warm:.2?}"),
+            format!("{fresh:.2?}"),
+            format!("{med:.2?}"),
+            format!("{p99:.2?}"),
+            format!("{:.1} MiB", rss as f64 / 1024.0),
+        );
+    }
+}
+
+/// Set to a module's path, the benchmark only loads it (from the cache in
+/// [`RSS_CACHE`]), decides once, and prints how much resident memory that
+/// took: measured in a process of its own, so that neither the compiler's
+/// memory nor other languages' instances count.
+const RSS_OF: &str = "PIZZJA_BENCH_RSS_OF";
+const RSS_CACHE: &str = "PIZZJA_BENCH_RSS_CACHE";
+
+fn rss_of(module: std::path::PathBuf) {
+    let bytes = read(module);
+    let options = EngineOptions {
+        cache_dir: std::env::var_os(RSS_CACHE).map(Into::into),
+        ..EngineOptions::with_limits(Limits {
+            deadline: Duration::from_millis(100),
+            memory: 64 << 20,
+        })
+    };
+    let before = rss_kib();
+    let engine = PolicyEngine::new("rss", &bytes, vec![], options).expect("loads");
+    engine.decide(&event_wit(), &facts_wit()).expect("decides");
+    println!("{}", rss_kib().saturating_sub(before));
+}
+
+/// Resident KiB a process gains by loading `module` from a warm `cache`
+/// and deciding once.
+fn rss_in_a_fresh_process(module: &[u8], cache: &std::path::Path) -> u64 {
+    let file = cache.join("module.wasm");
+    std::fs::write(&file, module).expect("write the module");
+    let out = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
+        .env(RSS_OF, &file)
+        .env(RSS_CACHE, cache)
+        .output()
+        .expect("run the benchmark again");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a number of KiB")
+}
+
+fn read(path: std::path::PathBuf) -> Vec<u8> {
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The process's resident set, from /proc.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A local message whose body is a word of the hostile policies.
+fn hostile_message(word: &str) -> wit::Event {
+    wit::Event::Local(wit::LocalStanza {
+        stanza: wit::Stanza {
+            kind: wit::StanzaKind::Message,
+            type_: "chat".into(),
+            id: Some("h".into()),
+            from: Some("alice@local.test/Work/phone".into()),
+            to: Some(r"bob\40foreign.test@gw.local.test".into()),
+            xml: format!("<message><body>{word}</body></message>"),
+        },
+        sender_resource: Some("Work/phone".into()),
+        answers: None,
+    })
 }

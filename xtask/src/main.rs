@@ -99,18 +99,22 @@ fn bench(smoke: bool) -> Result<()> {
             .arg("--report")
             .arg(target.join("bench-smoke.md"));
     } else {
-        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "bench",
-                "--quiet",
-                "-p",
-                "pizzja-bench",
-                "--bench",
-                "policy",
-            ])
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .context("failed to run the policy benchmark")?;
+        // Section 4 of the policy benchmark loads the other languages' builds.
+        guest_policies()?;
+        let out = policy_env(&mut Command::new(
+            std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+        ))
+        .args([
+            "bench",
+            "--quiet",
+            "-p",
+            "pizzja-bench",
+            "--bench",
+            "policy",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("failed to run the policy benchmark")?;
         if !out.status.success() {
             bail!("the policy benchmark failed");
         }
