@@ -14,8 +14,9 @@
 //! 4. The default policy in each language (Rust, and the JavaScript and
 //!    Python ports `cargo xtask bench` builds into `target/policies`):
 //!    module size, compile with an empty and a warm cache, a fresh
-//!    instance with its `init`, the decision of section 1, and the memory
-//!    the process gains by loading it.
+//!    instance with its `init`, the decision of section 1, the call alone
+//!    (the same event and facts into a policy that decides nothing), and
+//!    the memory a process gains by loading it.
 //!
 //! Under `cargo test` (no `--bench` argument) it runs a tiny smoke pass so
 //! the benchmark itself keeps working.
@@ -455,7 +456,7 @@ fn main() {
     // 4. Each language's default policy.
     println!();
     println!(
-        "language    module   compile, empty cache   warm cache   fresh instance + init   decision median   p99        RSS, loaded"
+        "language    module   compile, empty cache   warm cache   fresh instance + init   decision median   p99        call alone   RSS, loaded"
     );
     for (language, default, hostile) in [
         (
@@ -507,14 +508,21 @@ fn main() {
             fresh.push(start.elapsed().saturating_sub(med));
         }
         let (fresh, _) = median_p99(fresh);
+        // The same event into a policy that decides nothing: what crossing
+        // into the language's runtime and back costs, without the rules.
+        let nothing = hostile_message("nothing");
+        let (call, _) = measure(b, p, || {
+            std::hint::black_box(hostile.decide(&nothing, &facts).expect("decides"));
+        });
         println!(
-            "{language:<11} {:>5.1} MB {:>22} {:>12} {:>23} {:>17} {:>10} {:>10}",
+            "{language:<11} {:>5.1} MB {:>22} {:>12} {:>23} {:>17} {:>10} {:>12} {:>10}",
             default.len() as f64 / 1e6,
             format!("{compile:.2?}"),
             format!("{warm:.2?}"),
             format!("{fresh:.2?}"),
             format!("{med:.2?}"),
             format!("{p99:.2?}"),
+            format!("{call:.2?}"),
             format!("{:.1} MiB", rss as f64 / 1024.0),
         );
     }
