@@ -23,7 +23,7 @@
 
 use pizzja_host::policy::bindings as wit;
 use pizzja_host::policy::{BUILTIN_DEFAULT, EngineOptions, Limits, PolicyEngine};
-use pizzja_host::testing::guest_build;
+use pizzja_host::testing::{guest_build, message_with_body};
 use pizzja_sdk::Policy as _;
 use std::time::{Duration, Instant};
 
@@ -499,7 +499,7 @@ fn main() {
         // and calls its `init`. The hostile policy is the default with a
         // few more words.
         let hostile = PolicyEngine::new(language, &hostile, vec![], options()).expect("loads");
-        let trap = hostile_message("trap");
+        let trap = message_with_body("trap");
         let mut fresh = Vec::new();
         for _ in 0..if full { 20 } else { 2 } {
             hostile.decide(&trap, &facts).expect_err("traps");
@@ -510,7 +510,7 @@ fn main() {
         let (fresh, _) = median_p99(fresh);
         // The same event into a policy that decides nothing: what crossing
         // into the language's runtime and back costs, without the rules.
-        let nothing = hostile_message("nothing");
+        let nothing = message_with_body("nothing");
         let (call, _) = measure(b, p, || {
             std::hint::black_box(hostile.decide(&nothing, &facts).expect("decides"));
         });
@@ -585,20 +585,4 @@ fn rss_kib() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// A local message whose body is a word of the hostile policies.
-fn hostile_message(word: &str) -> wit::Event {
-    wit::Event::Local(wit::LocalStanza {
-        stanza: wit::Stanza {
-            kind: wit::StanzaKind::Message,
-            type_: "chat".into(),
-            id: Some("h".into()),
-            from: Some("alice@local.test/Work/phone".into()),
-            to: Some(r"bob\40foreign.test@gw.local.test".into()),
-            xml: format!("<message><body>{word}</body></message>"),
-        },
-        sender_resource: Some("Work/phone".into()),
-        answers: None,
-    })
 }

@@ -46,6 +46,38 @@ pub mod testing {
         std::path::Path::new(env!("PIZZJA_POLICY_DIR")).join(format!("{name}.wasm"))
     }
 
+    /// A chat message from `alice@l.test/Work/phone` to `bob@f.test`
+    /// through the gateway `gw.l.test`: the hostile policies read its
+    /// `body` as the word that makes them misbehave.
+    pub fn message_with_body(body: &str) -> crate::policy::bindings::Event {
+        use crate::policy::bindings::{Event, LocalStanza, Stanza, StanzaKind};
+        Event::Local(LocalStanza {
+            stanza: Stanza {
+                kind: StanzaKind::Message,
+                type_: "chat".into(),
+                id: Some("m".into()),
+                from: Some("alice@l.test/Work/phone".into()),
+                to: Some(r"bob\40f.test@gw.l.test".into()),
+                xml: format!("<message><body>{body}</body></message>"),
+            },
+            sender_resource: Some("Work/phone".into()),
+            answers: None,
+        })
+    }
+
+    /// The facts of account `local` (foreign account `me@f.test`, gateway
+    /// `gw.l.test`), with no controller and no session.
+    pub fn facts_of(local: &str) -> crate::policy::bindings::Facts {
+        crate::policy::bindings::Facts {
+            local_jid: local.into(),
+            foreign_jid: "me@f.test".into(),
+            gateway: "gw.l.test".into(),
+            controllers: vec![],
+            sessions: vec![],
+            now_ms: 0,
+        }
+    }
+
     /// The built `.wasm` of a policy in another language (`default-js`,
     /// `test-hostile-js`, …): `$PIZZJA_POLICY_BUILDS/name.wasm`, by default
     /// `target/policies`, where `cargo xtask test` builds them. Panics with

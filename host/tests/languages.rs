@@ -7,9 +7,9 @@
 //! guest-sdk-python/build.sh) into `target/policies`; a missing one fails the test with the command
 //! that builds it.
 
-use pizzja_host::policy::bindings::{Action, Event, Facts, LocalStanza, Stanza, StanzaKind};
+use pizzja_host::policy::bindings::{Action, Event, Facts};
 use pizzja_host::policy::{DecideError, EngineOptions, Limits, PolicyEngine, scenario};
-use pizzja_host::testing::guest_build;
+use pizzja_host::testing::{facts_of, guest_build, message_with_body};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -44,29 +44,7 @@ fn load(name: &str, config: &[(&str, &str)]) -> anyhow::Result<PolicyEngine> {
 }
 
 fn message(body: &str) -> Event {
-    Event::Local(LocalStanza {
-        stanza: Stanza {
-            kind: StanzaKind::Message,
-            type_: "chat".into(),
-            id: Some("m".into()),
-            from: Some("alice@l.test/Work/phone".into()),
-            to: Some(r"bob\40f.test@gw.l.test".into()),
-            xml: format!("<message><body>{body}</body></message>"),
-        },
-        sender_resource: Some("Work/phone".into()),
-        answers: None,
-    })
-}
-
-fn facts_of(local: &str) -> Facts {
-    Facts {
-        local_jid: local.into(),
-        foreign_jid: "me@f.test".into(),
-        gateway: "gw.l.test".into(),
-        controllers: vec![],
-        sessions: vec![],
-        now_ms: 0,
-    }
+    message_with_body(body)
 }
 
 fn facts() -> Facts {

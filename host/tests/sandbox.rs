@@ -3,7 +3,7 @@
 
 use pizzja_host::policy::bindings::{Event, Facts, LocalStanza, Stanza, StanzaKind};
 use pizzja_host::policy::{DecideError, EngineOptions, Limits, PolicyEngine};
-use pizzja_host::testing::policy_path;
+use pizzja_host::testing::{facts_of, message_with_body, policy_path};
 use std::time::{Duration, Instant};
 
 /// The limits every test engine runs under.
@@ -27,29 +27,11 @@ fn engine() -> PolicyEngine {
 }
 
 fn message(body: &str) -> Event {
-    Event::Local(LocalStanza {
-        stanza: Stanza {
-            kind: StanzaKind::Message,
-            type_: "chat".into(),
-            id: Some("m".into()),
-            from: Some("alice@l.test/Work/phone".into()),
-            to: Some(r"bob\40f.test@gw.l.test".into()),
-            xml: format!("<message><body>{body}</body></message>"),
-        },
-        sender_resource: Some("Work/phone".into()),
-        answers: None,
-    })
+    message_with_body(body)
 }
 
 fn facts() -> Facts {
-    Facts {
-        local_jid: "alice@l.test".into(),
-        foreign_jid: "me@f.test".into(),
-        gateway: "gw.l.test".into(),
-        controllers: vec![],
-        sessions: vec![],
-        now_ms: 0,
-    }
+    facts_of("alice@l.test")
 }
 
 /// Why loading `bytes` as a policy failed.
@@ -337,13 +319,6 @@ fn logs(actions: &[pizzja_host::policy::bindings::Action]) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-fn facts_of(local: &str) -> Facts {
-    Facts {
-        local_jid: local.into(),
-        ..facts()
-    }
 }
 
 #[test]

@@ -412,6 +412,24 @@ fn js_toolchain() -> Result<()> {
     if modified(&installed).is_some() && modified(&installed) >= modified(&lock) {
         return Ok(());
     }
+    // componentize-js's dependencies (oxc-parser, jco-node-fs) need Node.js
+    // 20; Debian 12's own nodejs is 18.
+    let version = Command::new("node")
+        .arg("--version")
+        .output()
+        .context("node is needed")?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 20 {
+        bail!(
+            "the JavaScript policy toolchain needs Node.js 20 or later; this machine has {version}"
+        );
+    }
     eprintln!("xtask: installing the JavaScript policy toolchain (npm ci)");
     run(Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])

@@ -16,6 +16,36 @@ fn replace(target: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, target).expect("rename it over the old one");
 }
 
+/// The phone receives bob's messages `n 0` to `n {n-1}` each once and in
+/// order: nothing lost or reordered, and a marker sent after them is the
+/// next to arrive, so nothing came twice.
+async fn each_arrives_once_in_order(world: &mut World, bob: &Client, n: usize) {
+    for i in 0..n {
+        let m = world
+            .phone
+            .expect("the next message", |e| {
+                body(e).is_some_and(|b| b.starts_with("n "))
+            })
+            .await;
+        assert_eq!(body(&m), Some(format!("n {i}")), "lost or out of order");
+    }
+    bob.send(&format!(
+        "<message type='chat' to='{ME}/Work' id='end'><body>end</body></message>"
+    ))
+    .await;
+    world
+        .phone
+        .expect("the marker", |e| body(e).as_deref() == Some("end"))
+        .await;
+    let dupes: Vec<_> = world
+        .phone
+        .inbox()
+        .filter_map(body)
+        .filter(|b| b.starts_with("n "))
+        .collect();
+    assert!(dupes.is_empty(), "delivered twice: {dupes:?}");
+}
+
 #[tokio::test]
 async fn replacing_the_policy_under_traffic_loses_duplicates_and_reorders_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -67,31 +97,7 @@ async fn replacing_the_policy_under_traffic_loses_duplicates_and_reorders_nothin
             }
         }
     }
-    for i in 0..N {
-        let m = world
-            .phone
-            .expect("the next message", |e| {
-                body(e).is_some_and(|b| b.starts_with("n "))
-            })
-            .await;
-        assert_eq!(body(&m), Some(format!("n {i}")), "lost or out of order");
-    }
-    // Nothing twice: a marker sent after all of them is the next to arrive.
-    bob.send(&format!(
-        "<message type='chat' to='{ME}/Work' id='end'><body>end</body></message>"
-    ))
-    .await;
-    world
-        .phone
-        .expect("the marker", |e| body(e).as_deref() == Some("end"))
-        .await;
-    let dupes: Vec<_> = world
-        .phone
-        .inbox()
-        .filter_map(body)
-        .filter(|b| b.starts_with("n "))
-        .collect();
-    assert!(dupes.is_empty(), "delivered twice: {dupes:?}");
+    each_arrives_once_in_order(&mut world, &bob, N).await;
 }
 
 /// The default in three languages, one replacing the other while a
@@ -146,30 +152,7 @@ async fn a_python_policy_replaces_a_js_one_over_the_rust_default_under_traffic()
             }
         }
     }
-    for i in 0..N {
-        let m = world
-            .phone
-            .expect("the next message", |e| {
-                body(e).is_some_and(|b| b.starts_with("n "))
-            })
-            .await;
-        assert_eq!(body(&m), Some(format!("n {i}")), "lost or out of order");
-    }
-    bob.send(&format!(
-        "<message type='chat' to='{ME}/Work' id='end'><body>end</body></message>"
-    ))
-    .await;
-    world
-        .phone
-        .expect("the marker", |e| body(e).as_deref() == Some("end"))
-        .await;
-    let dupes: Vec<_> = world
-        .phone
-        .inbox()
-        .filter_map(body)
-        .filter(|b| b.starts_with("n "))
-        .collect();
-    assert!(dupes.is_empty(), "delivered twice: {dupes:?}");
+    each_arrives_once_in_order(&mut world, &bob, N).await;
     // Each swap loaded the module it wrote, and no rollback followed.
     let sha1 = |b: &[u8]| hex::encode(<sha1::Sha1 as sha1::Digest>::digest(b));
     assert_eq!(loaded, [sha1(&js), sha1(&python)]);
