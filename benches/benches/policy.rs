@@ -553,7 +553,10 @@ fn rss_of(module: std::path::PathBuf) {
 /// Resident KiB a process gains by loading `module` from a warm `cache`
 /// and deciding once.
 fn rss_in_a_fresh_process(module: &[u8], cache: &std::path::Path) -> u64 {
-    let file = cache.join("module.wasm");
+    // Not in the cache directory: wasmtime's cache removes files it does
+    // not know there.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("module.wasm");
     std::fs::write(&file, module).expect("write the module");
     let out = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
         .env(RSS_OF, &file)

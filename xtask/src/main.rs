@@ -90,6 +90,9 @@ fn bench(smoke: bool) -> Result<()> {
     ] {
         cargo(&[&["build", "--quiet"][..], package, profile].concat())?;
     }
+    // Section 4 of the policy benchmark, and the runs below, load the
+    // other languages' builds.
+    guest_policies()?;
     let target = target_dir();
     let mut suite = Command::new(target.join(dir).join("pizzja-bench"));
     suite.arg("--gateway").arg(target.join(dir).join("pizzja"));
@@ -99,8 +102,6 @@ fn bench(smoke: bool) -> Result<()> {
             .arg("--report")
             .arg(target.join("bench-smoke.md"));
     } else {
-        // Section 4 of the policy benchmark loads the other languages' builds.
-        guest_policies()?;
         let out = policy_env(&mut Command::new(
             std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
         ))
@@ -126,7 +127,34 @@ fn bench(smoke: bool) -> Result<()> {
             .arg("--policy-report")
             .arg(policy);
     }
-    run(&mut suite)
+    run(&mut suite)?;
+    // The JavaScript and Python ports of the default policy inside the
+    // gateway: the traffic phase once each, its report in
+    // target/bench-LANG.md (BENCHMARKS.md, "Policies in other languages").
+    for language in ["js", "python"] {
+        let report = target.join(if smoke {
+            format!("bench-{language}-smoke.md")
+        } else {
+            format!("bench-{language}.md")
+        });
+        let mut run_one = Command::new(target.join(dir).join("pizzja-bench"));
+        run_one
+            .arg("--gateway")
+            .arg(target.join(dir).join("pizzja"))
+            .arg("--policy")
+            .arg(policy_builds().join(format!("default-{language}.wasm")))
+            .args(["--only", "traffic", "--runs", "1", "--report"])
+            .arg(&report);
+        if smoke {
+            run_one.arg("--smoke");
+        }
+        run(&mut run_one)?;
+        let text = std::fs::read_to_string(&report).context("the language's report")?;
+        if let Some(line) = text.lines().find(|l| l.contains("of the gateway's CPU")) {
+            eprintln!("xtask: default-{language}: {line}");
+        }
+    }
+    Ok(())
 }
 
 /// The Debian package: `target/package/pizzja_VERSION_ARCH.deb`, with
