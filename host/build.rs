@@ -96,10 +96,10 @@ fn main() {
 }
 
 /// Writes `templates.rs` into OUT_DIR: for `pizzja policy new --lang
-/// js|python`, every file of the project it creates, as (path, text,
+/// rust|js|python`, every file of the project it creates, as (path, text,
 /// rendered), so that an installed binary needs no source tree. Template
-/// files lose their `.tmpl` and have `{{name}}` replaced; the SDK, the WIT
-/// world and the pinned toolchain are copied as they are.
+/// files lose their `.tmpl` and have their `{{…}}` placeholders replaced;
+/// the SDKs, the WIT world and the pinned toolchain are copied as they are.
 fn templates(root: &std::path::Path) {
     let mut js = Vec::new();
     collect(&root.join("policies/template-js"), "", &mut js);
@@ -139,8 +139,14 @@ fn templates(root: &std::path::Path) {
         "requirements.txt".into(),
         root.join("policies/toolchains/requirements.txt"),
     ));
+    let mut rust = Vec::new();
+    collect(&root.join("policies/template"), "", &mut rust);
     let mut code = String::new();
-    for (name, files) in [("JS_TEMPLATE", js), ("PYTHON_TEMPLATE", python)] {
+    for (name, files) in [
+        ("RUST_TEMPLATE", rust),
+        ("JS_TEMPLATE", js),
+        ("PYTHON_TEMPLATE", python),
+    ] {
         code.push_str(&format!(
             "/// A policy project (see build.rs).\npub const {name}: &[(&str, &str, bool)] = &[\n"
         ));

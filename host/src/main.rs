@@ -258,27 +258,6 @@ fn run_scenarios(module: &str, files: &[PathBuf], cache: Option<&Path>) -> ExitC
     }
 }
 
-/// The template (policies/template), embedded so the command works from
-/// an installed binary too.
-const TEMPLATE: &[(&str, &str)] = &[
-    (
-        "Cargo.toml",
-        include_str!("../../policies/template/Cargo.toml.tmpl"),
-    ),
-    (
-        "README.md",
-        include_str!("../../policies/template/README.md.tmpl"),
-    ),
-    (
-        "src/lib.rs",
-        include_str!("../../policies/template/src/lib.rs.tmpl"),
-    ),
-    (
-        "scenarios/basics.toml",
-        include_str!("../../policies/template/scenarios/basics.toml.tmpl"),
-    ),
-];
-
 /// The languages `pizzja policy new` writes a project in.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum Lang {
@@ -313,51 +292,45 @@ fn new_policy(dir: &Path, lang: Lang, source: Option<PathBuf>) -> anyhow::Result
                 dir.display()
             )
         })?;
-    let project = match lang {
-        Lang::Rust => None,
-        Lang::Js => Some(("JavaScript", templates::JS_TEMPLATE)),
-        Lang::Python => Some(("Python", templates::PYTHON_TEMPLATE)),
+    let (files, created) = match lang {
+        Lang::Rust => (templates::RUST_TEMPLATE, "the policy"),
+        Lang::Js => (templates::JS_TEMPLATE, "the JavaScript policy"),
+        Lang::Python => (templates::PYTHON_TEMPLATE, "the Python policy"),
     };
-    if let Some((language, files)) = project {
-        for (file, text, rendered) in files {
-            let text = if *rendered {
-                text.replace("{{name}}", name)
-            } else {
-                text.to_string()
-            };
-            let path = dir.join(file);
-            std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
-            std::fs::write(&path, text)
-                .with_context(|| format!("failed to write `{}`", path.display()))?;
-        }
-        println!(
-            "pizzja: created the {language} policy `{name}` in `{}`; see its README.md",
-            dir.display()
-        );
-        return Ok(());
-    }
-    let source = source.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
-    let source = source
-        .canonicalize()
-        .with_context(|| format!("pizzja source `{}` not found", source.display()))?;
-    let crate_name = format!("pizzja-policy-{name}").replace('_', "-");
-    for (file, text) in TEMPLATE {
-        let text = text
-            .replace("{{name}}", name)
-            .replace("{{crate}}", &crate_name)
-            .replace("{{lib}}", &crate_name.replace('-', "_"))
-            .replace("{{sdk}}", &source.join("guest-sdk").display().to_string())
-            .replace(
+    // Only the Rust crate names its dependencies by path, in this tree.
+    let mut placeholders = vec![("{{name}}", name.to_string())];
+    let mut shown = name.to_string();
+    if let Lang::Rust = lang {
+        let source = source.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+        let source = source
+            .canonicalize()
+            .with_context(|| format!("pizzja source `{}` not found", source.display()))?;
+        let crate_name = format!("pizzja-policy-{name}").replace('_', "-");
+        shown.clone_from(&crate_name);
+        placeholders.extend([
+            ("{{lib}}", crate_name.replace('-', "_")),
+            ("{{crate}}", crate_name),
+            ("{{sdk}}", source.join("guest-sdk").display().to_string()),
+            (
                 "{{default}}",
-                &source.join("policies/default").display().to_string(),
-            );
+                source.join("policies/default").display().to_string(),
+            ),
+        ]);
+    }
+    for (file, text, rendered) in files {
+        let mut text = text.to_string();
+        if *rendered {
+            for (placeholder, value) in &placeholders {
+                text = text.replace(placeholder, value);
+            }
+        }
         let path = dir.join(file);
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
         std::fs::write(&path, text)
             .with_context(|| format!("failed to write `{}`", path.display()))?;
     }
     println!(
-        "pizzja: created the policy `{crate_name}` in `{}`; see its README.md",
+        "pizzja: created {created} `{shown}` in `{}`; see its README.md",
         dir.display()
     );
     Ok(())

@@ -290,18 +290,11 @@ fn js_toolchain() -> PathBuf {
 }
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
-    text
+    pizzja_tests::output_of(
+        std::process::Command::new(program)
+            .args(args)
+            .current_dir(dir),
+    )
 }
 
 #[test]

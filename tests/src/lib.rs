@@ -722,6 +722,19 @@ fn bound_jid_text(jid: &Jid) -> String {
 }
 
 /// Parses test XML, adding the client namespace to the root.
+/// Runs `cmd` to its end and returns what it wrote, stdout then stderr;
+/// panics with that text when it fails or cannot start.
+pub fn output_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
 pub fn parse(xml: &str) -> Element {
     let with_ns = if xml.contains("xmlns='jabber:client'") {
         xml.to_string()

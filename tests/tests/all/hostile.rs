@@ -2,7 +2,7 @@
 //! and a policy that traps, loops or eats memory costs one error reply;
 //! the same for the hostile policy in each language.
 
-use crate::{ME, World};
+use crate::{ME, World, policy_cache};
 use pizzja_host::config::PolicySource;
 use pizzja_host::testing::{guest_build, policy_path};
 use pizzja_tests::*;
@@ -16,7 +16,7 @@ async fn hostile_world_in(lang: &str) -> World {
     };
     World::with(|c| {
         c.policy = PolicySource::File(module);
-        c.cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-cache"));
+        c.cache_dir = Some(policy_cache());
     })
     .await
 }

@@ -28,6 +28,12 @@ pub struct World {
 
 pub const ME: &str = "me@foreign.test";
 
+/// The compiled-policy cache the tests share: a 12–18 MB JavaScript or
+/// Python component takes seconds to compile.
+pub fn policy_cache() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-cache")
+}
+
 impl World {
     pub async fn new() -> World {
         World::with(|_| {}).await

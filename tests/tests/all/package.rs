@@ -29,17 +29,7 @@ fn deb() -> PathBuf {
 }
 
 fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{program} {args:?} failed: {text}");
-    text
+    output_of(Command::new(program).args(args))
 }
 
 fn id_of(user: &str, flag: &str) -> u32 {

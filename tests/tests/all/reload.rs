@@ -2,7 +2,7 @@
 //! once by a broken module, while a foreign contact sends hundreds of
 //! messages; every message arrives, in order, once.
 
-use crate::{ME, World};
+use crate::{ME, World, policy_cache};
 use pizzja_host::config::PolicySource;
 use pizzja_host::policy::PolicyEvent;
 use pizzja_host::testing::{guest_build, policy_path};
@@ -14,6 +14,25 @@ fn replace(target: &Path, bytes: &[u8]) {
     let tmp = target.with_extension("wasm.tmp");
     std::fs::write(&tmp, bytes).expect("write the new module");
     std::fs::rename(&tmp, target).expect("rename it over the old one");
+}
+
+/// A gateway whose policy is the file `module`, watched, and the receiver
+/// of what happens to its policy.
+async fn watching(module: &Path) -> (World, tokio::sync::broadcast::Receiver<PolicyEvent>) {
+    let watched = module.to_path_buf();
+    let mut world = World::with(move |c| {
+        c.policy = PolicySource::File(watched);
+        c.policy_watch = true;
+        c.cache_dir = Some(policy_cache());
+    })
+    .await;
+    let events = world
+        .gateway
+        .as_mut()
+        .expect("running")
+        .policy_events
+        .resubscribe();
+    (world, events)
 }
 
 /// The phone receives bob's messages `n 0` to `n {n-1}` each once and in
@@ -55,18 +74,7 @@ async fn replacing_the_policy_under_traffic_loses_duplicates_and_reorders_nothin
     let other =
         std::fs::read(policy_path("pizzja_policy_test_hostile")).expect("hostile policy built");
     std::fs::write(&module, &default).expect("install the first module");
-    let watched = module.clone();
-    let mut world = World::with(move |c| {
-        c.policy = PolicySource::File(watched);
-        c.policy_watch = true;
-    })
-    .await;
-    let mut events = world
-        .gateway
-        .as_mut()
-        .expect("running")
-        .policy_events
-        .resubscribe();
+    let (mut world, mut events) = watching(&module).await;
     let bob = world.bob().await;
 
     const N: usize = 300;
@@ -110,19 +118,7 @@ async fn a_python_policy_replaces_a_js_one_over_the_rust_default_under_traffic()
     std::fs::write(&module, pizzja_host::policy::BUILTIN_DEFAULT).expect("install the default");
     let js = std::fs::read(guest_build("default-js")).expect("readable");
     let python = std::fs::read(guest_build("default-python")).expect("readable");
-    let watched = module.clone();
-    let mut world = World::with(move |c| {
-        c.policy = PolicySource::File(watched);
-        c.policy_watch = true;
-        c.cache_dir = Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-cache"));
-    })
-    .await;
-    let mut events = world
-        .gateway
-        .as_mut()
-        .expect("running")
-        .policy_events
-        .resubscribe();
+    let (mut world, mut events) = watching(&module).await;
     let bob = world.bob().await;
     const N: usize = 240;
     let swaps: [(usize, &[u8]); 2] = [(60, &js), (160, &python)];
@@ -171,20 +167,9 @@ async fn a_policy_built_against_wit_0_1_0_routes_both_ways_and_is_replaced_live(
     let old = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../host/tests/fixtures/default-policy-v0.1.0.wasm");
     std::fs::copy(&old, &module).expect("install the 0.1.0 module");
-    let path = module.clone();
-    let mut world = World::with(move |c| {
-        c.policy = PolicySource::File(path);
-        c.policy_watch = true;
-    })
-    .await;
+    let (mut world, mut events) = watching(&module).await;
     world.session_up("me/Work online").await;
     let mut bob = world.bob().await;
-    let mut events = world
-        .gateway
-        .as_mut()
-        .expect("running")
-        .policy_events
-        .resubscribe();
     for n in 0..2 {
         let out = format!("out-{n}");
         world
