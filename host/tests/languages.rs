@@ -321,10 +321,16 @@ fn policy_new_lang_js_makes_a_project_that_tests_builds_and_passes_its_scenarios
     ] {
         assert!(dir.join(file).is_file(), "{file} is missing");
     }
-    let package = std::fs::read_to_string(dir.join("package.json")).expect("read");
-    assert!(
-        package.contains("\"@bytecodealliance/componentize-js\": \"0.23.0\""),
-        "pinned: {package}"
+    // The project pins exactly what `cargo xtask setup` installs and tests.
+    let json = |path: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON")
+    };
+    let project = json(dir.join("package.json"));
+    let toolchain =
+        json(Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/toolchains/package.json"));
+    assert_eq!(
+        project["devDependencies"], toolchain["dependencies"],
+        "the template's pins differ from policies/toolchains"
     );
     // `npm install` would fetch what policies/toolchains holds already.
     let modules = js_toolchain().join("node_modules");
