@@ -1,15 +1,18 @@
-//! Policies in other languages get what Rust ones get: the same sandbox
-//! (deadline, memory cap, traps that fail one decision, no clock, no
-//! network), the same store, the same rollback; and their ports of the
-//! default and allow-list policies pass the Rust ones' scenario files.
+//! Policies in every language get the same sandbox (deadline, memory cap,
+//! traps that fail one decision, no clock, no network), the same store and
+//! the same rollback: one set of tests runs against the hostile policy in
+//! Rust, JavaScript and Python, which answer the same words the same way.
+//! The JavaScript and Python ports of the default and allow-list policies
+//! pass the Rust ones' scenario files.
 //!
-//! The components are built by `cargo xtask test` (guest-sdk-js/build.sh,
-//! guest-sdk-python/build.sh) into `target/policies`; a missing one fails the test with the command
-//! that builds it.
+//! The JavaScript and Python components are built by `cargo xtask test`
+//! (guest-sdk-js/build.sh, guest-sdk-python/build.sh) into
+//! `target/policies`; a missing one fails the test with the command that
+//! builds it. The Rust ones come with the host's build.
 
 use pizzja_host::policy::bindings::{Action, Event, Facts};
 use pizzja_host::policy::{DecideError, EngineOptions, Limits, PolicyEngine, scenario};
-use pizzja_host::testing::{facts_of, guest_build, message_with_body};
+use pizzja_host::testing::{facts_of, guest_build, message_with_body, policy_path};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -33,14 +36,23 @@ fn options() -> EngineOptions {
     }
 }
 
-fn load(name: &str, config: &[(&str, &str)]) -> anyhow::Result<PolicyEngine> {
-    let path = guest_build(name);
-    let bytes = std::fs::read(&path).expect("readable");
+/// The build of `policy` (`test-hostile`, `default`, `allow-list`) in
+/// `lang`.
+fn build_of(policy: &str, lang: &str) -> PathBuf {
+    match lang {
+        "rust" => policy_path(&format!("pizzja_policy_{}", policy.replace('-', "_"))),
+        _ => guest_build(&format!("{policy}-{lang}")),
+    }
+}
+
+fn load(policy: &str, lang: &str, config: &[(&str, &str)]) -> anyhow::Result<PolicyEngine> {
+    let name = format!("{policy}-{lang}");
+    let bytes = std::fs::read(build_of(policy, lang)).expect("readable");
     let config = config
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    PolicyEngine::new(name, &bytes, config, options())
+    PolicyEngine::new(&name, &bytes, config, options())
 }
 
 fn message(body: &str) -> Event {
@@ -100,15 +112,16 @@ fn scenario_files(dir: &str) -> Vec<PathBuf> {
     files
 }
 
-/// The same tests for each language: `$lang` names the builds
-/// (`default-$lang`, `test-hostile-$lang`, `allow-list-$lang`).
+/// The sandbox's tests, for each language (see [`build_of`]).
 macro_rules! for_each_language {
-    ($($module:ident => $lang:literal),* $(,)?) => {$(
-        mod $module {
+    ($($lang:ident),* $(,)?) => {$(
+        mod $lang {
             use super::*;
 
+            const LANG: &str = stringify!($lang);
+
             fn hostile() -> PolicyEngine {
-                load(concat!("test-hostile-", $lang), &[]).expect("the hostile policy loads")
+                load("test-hostile", LANG, &[]).expect("the hostile policy loads")
             }
 
             #[test]
@@ -116,7 +129,12 @@ macro_rules! for_each_language {
                 let engine = hostile();
                 let err = engine.decide(&message("trap"), &facts()).expect_err("it throws");
                 assert!(matches!(err, DecideError::Trap { .. }), "{err}");
-                assert!(format!("{err}").contains("on purpose"), "the exception's message: {err}");
+                // What the guest wrote comes with the error, escaped: it
+                // cannot make lines of the log.
+                let text = format!("{err}");
+                let wrote = text.split("it wrote: ").nth(1).expect("what it wrote");
+                assert!(wrote.contains("on purpose"), "the exception's message: {text}");
+                assert!(!wrote.contains('\n'), "{text}");
                 assert_recovers(&engine);
             }
 
@@ -185,13 +203,16 @@ macro_rules! for_each_language {
             }
 
             #[test]
-            fn the_store_is_per_account_and_survives_a_trap() {
+            fn the_store_is_per_account_and_survives_traps_and_swaps() {
                 let engine = hostile();
                 let (alice, bob) = (facts_of("alice@l.test"), facts_of("bob@l.test"));
-                assert_eq!(said(&engine, "remember cheese", &alice), "stored");
+                assert_eq!(said(&engine, "remember lunch at noon", &alice), "stored");
                 assert_eq!(said(&engine, "recall", &bob), "memo: null");
                 engine.decide(&message("trap"), &alice).expect_err("traps");
-                assert_eq!(said(&engine, "recall", &alice), "memo: \"cheese\"");
+                assert_eq!(said(&engine, "recall", &alice), "memo: \"lunch at noon\"");
+                let bytes = std::fs::read(build_of("test-hostile", LANG)).expect("built");
+                engine.replace("again", &bytes, vec![]).expect("swaps");
+                assert_eq!(said(&engine, "recall", &alice), "memo: \"lunch at noon\"");
             }
 
             #[test]
@@ -203,7 +224,7 @@ macro_rules! for_each_language {
 
             #[test]
             fn a_configuration_init_refuses_refuses_the_policy() {
-                let err = load(concat!("default-", $lang), &[("initial_presence", "sometimes")])
+                let err = load("default", LANG, &[("initial_presence", "sometimes")])
                     .err()
                     .expect("refused");
                 let text = format!("{err:#}");
@@ -221,7 +242,7 @@ macro_rules! for_each_language {
                 )
                 .expect("loads");
                 let mut events = engine.events();
-                let bytes = std::fs::read(guest_build(concat!("test-hostile-", $lang))).expect("built");
+                let bytes = std::fs::read(build_of("test-hostile", LANG)).expect("built");
                 let always_trap = vec![("always".to_string(), "trap".to_string())];
                 engine.replace("always-traps", &bytes, always_trap).expect("it loads");
                 assert!(matches!(events.try_recv(), Ok(PolicyEvent::Loaded { .. })));
@@ -234,12 +255,26 @@ macro_rules! for_each_language {
                     }
                     other => panic!("expected RolledBack, got {other:?}"),
                 }
+                assert_eq!(engine.current().name, "builtin:default");
                 assert_recovers(&engine);
             }
+        }
+    )*};
+}
+
+for_each_language!(rust, js, python);
+
+/// The ports' tests, for each language but Rust.
+macro_rules! ports {
+    ($($lang:ident),* $(,)?) => {$(
+        mod $lang {
+            use super::*;
+
+            const LANG: &str = stringify!($lang);
 
             #[test]
             fn the_default_port_passes_the_rust_default_s_scenarios() {
-                let port = guest_build(concat!("default-", $lang));
+                let port = build_of("default", LANG);
                 for file in scenario_files("policies/default/scenarios") {
                     let (rust, _) = run_scenarios(Path::new("builtin:default"), &file);
                     let (passed, failures) = run_scenarios(&port, &file);
@@ -250,7 +285,7 @@ macro_rules! for_each_language {
 
             #[test]
             fn the_allow_list_port_passes_the_rust_example_s_scenarios() {
-                let port = guest_build(concat!("allow-list-", $lang));
+                let port = build_of("allow-list", LANG);
                 for file in scenario_files("policies/examples/allow-list/scenarios") {
                     let (passed, failures) = run_scenarios(&port, &file);
                     assert!(failures.is_empty(), "{}:\n{}", file.display(), failures.join("\n"));
@@ -261,24 +296,33 @@ macro_rules! for_each_language {
     )*};
 }
 
-for_each_language!(js => "js", python => "python");
+mod ports {
+    use super::*;
+    ports!(js, python);
+}
 
-/// JavaScript has no way to wait synchronously; Python's `time.sleep` asks
-/// WASI to, and is stopped at once with the reason.
+/// JavaScript has no way to wait synchronously; Rust's `thread::sleep` and
+/// Python's `time.sleep` ask WASI to, and are stopped at once with the
+/// reason.
 #[test]
-fn a_python_policy_that_sleeps_is_stopped_at_once_with_the_reason() {
-    let engine = load("test-hostile-python", &[]).expect("loads");
-    let start = Instant::now();
-    let err = engine
-        .decide(&message("sleep"), &facts())
-        .expect_err("a policy cannot wait");
-    assert!(format!("{err}").contains("policies cannot wait"), "{err}");
-    assert!(
-        start.elapsed() < limits().deadline,
-        "took {:?}",
-        start.elapsed()
-    );
-    assert_recovers(&engine);
+fn a_policy_that_sleeps_is_stopped_at_once_with_the_reason() {
+    for lang in ["rust", "python"] {
+        let engine = load("test-hostile", lang, &[]).expect("loads");
+        let start = Instant::now();
+        let err = engine
+            .decide(&message("sleep"), &facts())
+            .expect_err("a policy cannot wait");
+        assert!(
+            format!("{err}").contains("policies cannot wait"),
+            "{lang}: {err}"
+        );
+        assert!(
+            start.elapsed() < limits().deadline,
+            "{lang}: took {:?}",
+            start.elapsed()
+        );
+        assert_recovers(&engine);
+    }
 }
 
 /// Where `cargo xtask setup` installed the JavaScript toolchain.

@@ -8,13 +8,18 @@
 //! - `facts`: echoes the facts it was given back to the sender.
 //! - `nothing`: decides nothing (no actions): what is left of a decision is
 //!   the cost of the call itself (the policy micro-benchmark measures it).
-//! - `clock`: logs what the system clock says.
+//! - `clock`: logs what the system clock says, in seconds.
 //! - `sleep`: sleeps for a millisecond (a policy cannot wait).
 //! - `print`: writes a line to stdout and to stderr, then decides as usual.
+//! - `print-and-trap`: writes a line to stderr, then panics.
 //! - `net`: tries to read a directory and to open a TCP connection, and
 //!   logs what each attempt met.
-//! - `remember <text>` / `recall`: writes and reads the account's store;
+//! - `remember <text>` / `recall`: writes and reads the account's store
+//!   (`recall` logs `memo: ` and the memo as JSON, `null` when unset);
 //!   `fill` tries to store more than the store allows.
+//!
+//! The JavaScript and Python hostile policies answer the same words the
+//! same way, so that one set of tests serves the three languages.
 //!
 //! With `always = "<word>"` in its configuration it behaves as if every
 //! event carried that word (`always = "trap"`: a policy that always traps).
@@ -106,9 +111,11 @@ impl Policy for Hostile {
                 vec![Action::debug(said)]
             }
             Some("recall") => {
-                let memo = pizzja_sdk::store::get("memo")
-                    .map(|v| String::from_utf8_lossy(&v).into_owned());
-                vec![Action::debug(format!("memo: {memo:?}"))]
+                // Debug formatting of a plain string is its JSON.
+                let memo = pizzja_sdk::store::get("memo").map_or("null".into(), |v| {
+                    format!("{:?}", String::from_utf8_lossy(&v))
+                });
+                vec![Action::debug(format!("memo: {memo}"))]
             }
             Some("fill") => {
                 let said = match pizzja_sdk::store::set("big", &vec![1u8; 70 * 1024]) {
@@ -118,8 +125,10 @@ impl Policy for Hostile {
                 vec![Action::debug(said)]
             }
             Some("clock") => {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-                vec![Action::debug(format!("clock: {now:?}"))]
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(-1.0, |d| d.as_secs_f64());
+                vec![Action::debug(format!("clock: {now}"))]
             }
             Some("sleep") => {
                 std::thread::sleep(std::time::Duration::from_millis(1));
@@ -129,6 +138,10 @@ impl Policy for Hostile {
                 println!("to stdout");
                 eprintln!("to stderr");
                 self.inner.decide(event, facts)
+            }
+            Some("print-and-trap") => {
+                eprintln!("to stderr");
+                panic!("thrown on purpose")
             }
             Some("net") => {
                 let files = std::fs::read_dir("/").map(|d| d.count());
