@@ -9,8 +9,6 @@ use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixDatagram;
 
-const ME: &str = "me@foreign.test";
-
 /// The next notification systemd would get that contains `what`.
 async fn notified(socket: &UnixDatagram, what: &str) -> String {
     let mut buf = [0u8; 512];
@@ -108,21 +106,14 @@ async fn as_a_service_it_notifies_systemd_logs_json_without_secrets_and_serves_m
     notified(&socket, "WATCHDOG=1").await;
 
     // A registration with a real login, a session, traffic both ways.
-    let mut phone = Client::connect(&prosody, "alice", LOCAL, "Work/phone")
-        .await
-        .expect("phone logs in");
-    phone.go_online().await;
-    register_ok(&mut phone, ME).await;
+    let mut phone = registered_phone(&prosody).await;
     let work = gw_jid(&format!("{ME}/Work"));
     phone
         .expect("the foreign session up", |e| {
             e.name() == "presence" && e.attr("from") == Some(work.as_str())
         })
         .await;
-    let mut bob = Client::connect(&prosody, "bob", FOREIGN, "pc")
-        .await
-        .expect("bob logs in");
-    bob.go_online().await;
+    let mut bob = bob_online(&prosody).await;
     send_to_bob(&phone, 1).await;
     bob.expect("the phone's message", |e| body(e).as_deref() == Some("m0"))
         .await;

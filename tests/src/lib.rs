@@ -834,6 +834,29 @@ pub async fn register_refused(
     answer
 }
 
+/// The foreign account most tests register.
+pub const ME: &str = "me@foreign.test";
+
+/// alice's phone (`Work/phone`), online, with [`ME`] registered: the
+/// controller most tests start from.
+pub async fn registered_phone(server: &Prosody) -> Client {
+    let mut phone = Client::connect(server, "alice", LOCAL, "Work/phone")
+        .await
+        .expect("the phone logs in");
+    phone.go_online().await;
+    register_ok(&mut phone, ME).await;
+    phone
+}
+
+/// bob (`bob@foreign.test/pc`), online: a contact of [`ME`].
+pub async fn bob_online(server: &Prosody) -> Client {
+    let mut bob = Client::connect(server, "bob", FOREIGN, "pc")
+        .await
+        .expect("bob logs in");
+    bob.go_online().await;
+    bob
+}
+
 /// Registers (the client must have gone online) and completes the
 /// subscription handshake; panics on failure.
 pub async fn register_ok(client: &mut Client, foreign: &str) {

@@ -65,7 +65,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|demo|test|package [--debug]|soak [--minutes N] [--faults 012]|bench [--smoke]>"
+                "usage: cargo xtask <setup|demo|test|package [--debug]|soak [--minutes N] [--faults 012] [--server-log LEVEL]|bench [--smoke]>"
             );
             std::process::exit(2);
         }

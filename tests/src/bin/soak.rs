@@ -40,31 +40,60 @@ const CUT_WINDOW: Duration = Duration::from_secs(1);
 /// connection until it reads its end.
 const CUT_SETTLES: Duration = Duration::from_millis(100);
 
+/// The kinds of fault, by number (`--faults`).
+const FAULTS: [&str; 3] = [
+    "foreign cut, resumed",
+    "foreign outage past hibernation",
+    "component link outage",
+];
+
 /// What became of the messages, across every client.
-#[derive(Default)]
 struct Ledger {
+    /// When the soak started: the report gives times from it.
+    start: Instant,
     /// When each message was sent.
     sent: BTreeMap<String, Instant>,
-    /// How often each message arrived, and when first.
-    delivered: BTreeMap<String, (usize, Instant)>,
+    /// When each message arrived, every time it did.
+    delivered: BTreeMap<String, Vec<Instant>>,
     errored: BTreeSet<String>,
+    /// When each fault began, and its kind.
+    faults: Vec<(Instant, usize)>,
     /// When the component link was cut.
     link_cuts: Vec<Instant>,
 }
 
 impl Ledger {
-    /// Where `at` lies from the nearest link cut, for the report: `-0.2s`
-    /// is 0.2 s before it.
-    fn offset_from_nearest_cut(&self, at: Instant) -> String {
-        let nearest = self
-            .link_cuts
-            .iter()
-            .min_by_key(|cut| if **cut > at { **cut - at } else { at - **cut });
-        match nearest {
-            Some(cut) if *cut >= at => format!("-{:.3}s", (*cut - at).as_secs_f64()),
-            Some(cut) => format!("+{:.3}s", (at - *cut).as_secs_f64()),
-            None => "no cut".into(),
+    fn new() -> Ledger {
+        Ledger {
+            start: Instant::now(),
+            sent: BTreeMap::new(),
+            delivered: BTreeMap::new(),
+            errored: BTreeSet::new(),
+            faults: Vec::new(),
+            link_cuts: Vec::new(),
         }
+    }
+
+    /// `at` for the report: seconds from the start, and from the nearest
+    /// fault of each kind (`-0.2s` is 0.2 s before it).
+    fn when(&self, at: Instant) -> String {
+        let mut out = format!("{:.3}s", (at - self.start).as_secs_f64());
+        for (kind, name) in FAULTS.iter().enumerate() {
+            let nearest = self
+                .faults
+                .iter()
+                .filter(|(_, k)| *k == kind)
+                .map(|(t, _)| *t)
+                .min_by_key(|t| if *t > at { *t - at } else { at - *t });
+            match nearest {
+                Some(t) if t >= at => {
+                    out += &format!(" ({:.3}s before a {name})", (t - at).as_secs_f64())
+                }
+                Some(t) => out += &format!(" ({:.3}s after a {name})", (at - t).as_secs_f64()),
+                None => {}
+            }
+        }
+        out
     }
 
     /// Whether `at` falls from [`CUT_WINDOW`] before a link cut to
@@ -113,11 +142,7 @@ async fn drive(
                     } else if el.attr("from").is_some_and(|f| f.starts_with(expect_from.as_str()))
                         && let Some(b) = body(&el)
                     {
-                        ledger(&ledger_)
-                            .delivered
-                            .entry(b)
-                            .or_insert((0, Instant::now()))
-                            .0 += 1;
+                        ledger(&ledger_).delivered.entry(b).or_default().push(Instant::now());
                     }
                 }
                 Some(Event::Stream(_)) => {}
@@ -171,10 +196,16 @@ async fn main() -> Result<()> {
         users.push((m.as_str(), FOREIGN));
         users.push((b.as_str(), FOREIGN));
     }
+    // `--server-log debug` keeps Prosody's log at that level, for reading
+    // beside the gateway's (RUST_LOG).
+    let server_log: Option<&'static str> = std::env::args()
+        .skip_while(|a| a != "--server-log")
+        .nth(1)
+        .map(|l| &*l.leak());
     let options = Options {
         hibernation_secs: HIBERNATION_SECS,
         mam: true,
-        log_level: "warn",
+        log_level: server_log.unwrap_or("warn"),
         ..Options::default()
     };
     let prosody = Prosody::start_options(&users, &options).await?;
@@ -186,7 +217,8 @@ async fn main() -> Result<()> {
     config.server = link.addr.to_string();
     let gateway = Gateway::start(config).await?;
 
-    let ledger_: Shared = Arc::default();
+    let ledger_: Shared = Arc::new(Mutex::new(Ledger::new()));
+    println!("  started at {} (the logs' clock)", utc_time_of_day());
     let (sending_tx, sending) = watch::channel(true);
     let mut tasks = Vec::new();
     for (a, m, b) in &names {
@@ -243,14 +275,22 @@ async fn main() -> Result<()> {
     };
     while tokio::time::Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(2000 + next() % 3000)).await;
-        let at = ledger(&ledger_).sent.len();
         let kind = kinds[(next() % kinds.len() as u64) as usize];
-        println!("  fault {kind} after {at} sent");
+        {
+            let mut l = ledger(&ledger_);
+            let now = Instant::now();
+            println!(
+                "  fault {kind} at {:.3}s, after {} sent",
+                (now - l.start).as_secs_f64(),
+                l.sent.len()
+            );
+            l.faults.push((now, kind as usize));
+        }
         match kind {
             0 => {
                 // Resumable: cut, the reconnect goes through at once.
                 foreign.cut();
-                *faults.entry("foreign cut, resumed").or_default() += 1;
+                *faults.entry(FAULTS[0]).or_default() += 1;
             }
             1 => {
                 // Longer than hibernation: nothing can be resumed.
@@ -258,7 +298,7 @@ async fn main() -> Result<()> {
                 foreign.cut();
                 tokio::time::sleep(Duration::from_secs(u64::from(HIBERNATION_SECS) + 2)).await;
                 foreign.set_mode(Mode::Pass);
-                *faults.entry("foreign outage past hibernation").or_default() += 1;
+                *faults.entry(FAULTS[1]).or_default() += 1;
             }
             _ => {
                 link.set_mode(Mode::Refuse);
@@ -266,7 +306,7 @@ async fn main() -> Result<()> {
                 ledger(&ledger_).link_cuts.push(Instant::now());
                 tokio::time::sleep(Duration::from_millis(500 + next() % 1500)).await;
                 link.set_mode(Mode::Pass);
-                *faults.entry("component link outage").or_default() += 1;
+                *faults.entry(FAULTS[2]).or_default() += 1;
             }
         }
     }
@@ -288,6 +328,11 @@ async fn main() -> Result<()> {
     for t in tasks {
         t.abort();
     }
+    if server_log.is_some() {
+        let kept = std::env::temp_dir().join("pizzja-soak-prosody.log");
+        std::fs::copy(prosody.dir.path().join("prosody.log"), &kept)?;
+        println!("  Prosody's log: {}", kept.display());
+    }
 
     let l = ledger(&ledger_);
     // Controllers are alice*, contacts bob*.
@@ -307,19 +352,16 @@ async fn main() -> Result<()> {
     let (duplicated_at_cuts, duplicated): (Vec<_>, Vec<_>) = l
         .delivered
         .iter()
-        .filter(|(_, (n, _))| *n > 1)
-        .partition(|(id, (_, first))| id.starts_with("bob") && l.near_a_link_cut(*first));
+        .filter(|(_, at)| at.len() > 1)
+        .partition(|(id, at)| id.starts_with("bob") && l.near_a_link_cut(at[0]));
     for id in lost.iter().take(20) {
-        println!(
-            "  lost {id}, sent {} from a link cut",
-            l.offset_from_nearest_cut(l.sent[*id])
-        );
+        println!("  lost {id}, sent at {}", l.when(l.sent[*id]));
     }
-    for (id, (n, first)) in duplicated.iter().take(20) {
-        println!(
-            "  {id} delivered {n} times, first {} from a link cut",
-            l.offset_from_nearest_cut(*first)
-        );
+    for (id, at) in duplicated.iter().take(20) {
+        println!("  {id} sent at {}", l.when(l.sent[*id]));
+        for t in at.iter() {
+            println!("    delivered at {}", l.when(*t));
+        }
     }
     let (duplicated_at_cuts, duplicated) = (duplicated_at_cuts.len(), duplicated.len());
     println!("soak: {minutes} min, {ACCOUNTS} accounts, both ways");
@@ -348,4 +390,20 @@ async fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Now in UTC, `HH:MM:SS.mmm`, to find a moment in the gateway's and the
+/// server's logs.
+fn utc_time_of_day() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        since.subsec_millis()
+    )
 }

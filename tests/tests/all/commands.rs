@@ -1,6 +1,6 @@
 //! docs/behaviour.md section 6: ad-hoc commands (XEP-0050) of the gateway.
 
-use crate::{ME, World};
+use crate::World;
 use pizzja_host::config::PolicySource;
 use pizzja_host::testing::policy_path;
 use pizzja_tests::*;

@@ -4,7 +4,7 @@
 //! received, what came back as an error, and asserts that nothing was lost
 //! silently and nothing arrived twice.
 
-use crate::{ME, bob_subscribes};
+use crate::bob_subscribes;
 use pizzja_tests::proxy::{FaultProxy, Mode};
 use pizzja_tests::*;
 use std::collections::BTreeMap;
@@ -27,6 +27,10 @@ struct Setup {
 impl Setup {
     /// Stops the gateway (and with it, the foreign sessions).
     async fn stop(mut self) {
+        self.stop_gateway().await;
+    }
+
+    async fn stop_gateway(&mut self) {
         self.gateway
             .take()
             .expect("running")
@@ -34,6 +38,91 @@ impl Setup {
             .await
             .expect("stops");
     }
+
+    /// Starts the gateway again on the same database, through the proxy
+    /// on `cut`, its configuration adjusted by `adjust`.
+    async fn start_gateway(
+        &mut self,
+        cut: Cut,
+        adjust: impl FnOnce(&mut pizzja_host::config::Config),
+    ) {
+        let config = gateway_config(&self._prosody, &self.proxy, cut, adjust);
+        self.gateway = Some(Gateway::start(config).await.expect("gateway starts"));
+    }
+
+    /// Sends `n` messages to bob while the proxy holds them: in flight
+    /// when the next cut comes.
+    async fn send_held(&mut self, tally: &mut Tally, prefix: &str, n: usize) {
+        self.proxy.hold();
+        send_batch(&self.phone, tally, prefix, n).await;
+        self.proxy
+            .wait_held(&format!("{prefix}-{}", n - 1), WAIT)
+            .await
+            .expect("the batch is in flight");
+    }
+
+    /// The phone hears that me/Work is gone (`gone`) or back.
+    async fn phone_sees_work(&mut self, gone: bool) -> minidom::Element {
+        let (what, type_) = match gone {
+            true => ("me/Work unavailable", Some("unavailable")),
+            false => ("me/Work available again", None),
+        };
+        self.phone
+            .expect(what, |e| presence_of_work(e, type_))
+            .await
+    }
+
+    /// Reads until `n` of the phone's messages have settled: at bob, or
+    /// as a `resource-constraint` error at the phone.
+    async fn settle(&mut self, tally: &mut Tally, n: usize) {
+        settle(&mut self.bob, &mut self.phone, tally, n).await;
+    }
+}
+
+/// Reads until `n` of `phone`'s messages have settled: at `bob`, or as a
+/// `resource-constraint` error at `phone`.
+async fn settle(bob: &mut Client, phone: &mut Client, tally: &mut Tally, n: usize) {
+    for _ in 0..n {
+        let e = tokio::select! {
+            m = bob.expect("a message", |e| e.name() == "message") => m,
+            e = phone.expect("an error", |e| e.attr("type") == Some("error")) => e,
+        };
+        if e.attr("type") == Some("error") {
+            assert_eq!(
+                error_condition(&e).as_deref(),
+                Some("resource-constraint"),
+                "{}",
+                xml(&e)
+            );
+            tally
+                .errored
+                .push(e.attr("id").unwrap_or_default().to_string());
+        } else {
+            let body = body(&e).unwrap_or_default();
+            *tally.delivered.entry(body.clone()).or_default() += 1;
+            tally.arrived.push(body);
+        }
+    }
+}
+
+/// The gateway's configuration for `prosody`, reaching it through `proxy`
+/// on `cut`, adjusted by `adjust`.
+fn gateway_config(
+    prosody: &Prosody,
+    proxy: &FaultProxy,
+    cut: Cut,
+    adjust: impl FnOnce(&mut pizzja_host::config::Config),
+) -> pizzja_host::config::Config {
+    let db = prosody.dir.path().join("pizzja.sqlite3");
+    let mut config = prosody.gateway_config(&db, "");
+    adjust(&mut config);
+    match cut {
+        Cut::Foreign => {
+            config.foreign_hosts.insert(FOREIGN.into(), proxy.addr);
+        }
+        Cut::Component => config.server = proxy.addr.to_string(),
+    }
+    config
 }
 
 /// Which link the fault proxy sits on.
@@ -81,25 +170,10 @@ async fn setup_with(
     };
     let upstream = format!("127.0.0.1:{port}").parse().expect("an address");
     let proxy = FaultProxy::start(upstream).await.expect("proxy starts");
-    let db = prosody.dir.path().join("pizzja.sqlite3");
-    let mut config = prosody.gateway_config(&db, "");
-    adjust(&mut config);
-    match cut {
-        Cut::Foreign => {
-            config.foreign_hosts.insert(FOREIGN.into(), proxy.addr);
-        }
-        Cut::Component => config.server = proxy.addr.to_string(),
-    }
+    let config = gateway_config(&prosody, &proxy, cut, adjust);
     let gateway = Gateway::start(config).await.expect("gateway starts");
-    let mut phone = Client::connect(&prosody, "alice", LOCAL, "Work/phone")
-        .await
-        .expect("phone logs in");
-    phone.go_online().await;
-    register_ok(&mut phone, ME).await;
-    let mut bob = Client::connect(&prosody, "bob", FOREIGN, "pc")
-        .await
-        .expect("bob logs in");
-    bob.go_online().await;
+    let mut phone = registered_phone(&prosody).await;
+    let mut bob = bob_online(&prosody).await;
     bob_subscribes(&mut bob, &mut phone, "Work").await;
     phone.clear();
     Setup {
@@ -216,12 +290,7 @@ fn presence_of_work(e: &minidom::Element, type_: Option<&str>) -> bool {
 async fn a_cut_the_server_can_resume_loses_nothing_and_shows_nothing() {
     let mut s = setup().await;
     let mut tally = Tally::default();
-    s.proxy.hold();
-    send_batch(&s.phone, &mut tally, "r", 10).await;
-    s.proxy
-        .wait_held("r-9", WAIT)
-        .await
-        .expect("the batch is in flight");
+    s.send_held(&mut tally, "r", 10).await;
     s.proxy.cut();
     collect(&mut s, &mut tally, "r-end").await;
     tally.assert_all_delivered_once_in_order();
@@ -239,22 +308,12 @@ async fn a_cut_the_server_can_resume_loses_nothing_and_shows_nothing() {
 async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_once_in_order() {
     let mut s = setup().await;
     let mut tally = Tally::default();
-    s.proxy.hold();
-    send_batch(&s.phone, &mut tally, "h", 10).await;
-    s.proxy
-        .wait_held("h-9", WAIT)
-        .await
-        .expect("the batch is in flight");
+    s.send_held(&mut tally, "h", 10).await;
     s.proxy.set_mode(Mode::Refuse);
     s.proxy.cut();
 
     // The controllers hear that F/A is gone, and why.
-    let gone = s
-        .phone
-        .expect("me/Work unavailable", |e| {
-            presence_of_work(e, Some("unavailable"))
-        })
-        .await;
+    let gone = s.phone_sees_work(true).await;
     assert!(
         gone.children().any(|c| c.name() == "status"),
         "with the reason: {}",
@@ -272,9 +331,7 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
 
     // Back: bound again, its presence restored, the batch sent again, and
     // what bob wrote meanwhile caught up from the archive.
-    s.phone
-        .expect("me/Work available again", |e| presence_of_work(e, None))
-        .await;
+    s.phone_sees_work(false).await;
     s.bob
         .expect("me/Work's presence restored", |e| me_work(e, None))
         .await;
@@ -340,16 +397,10 @@ async fn stanzas_sent_during_an_outage_wait_and_go_out_when_it_ends() {
     let mut tally = Tally::default();
     s.proxy.set_mode(Mode::Refuse);
     s.proxy.cut();
-    s.phone
-        .expect("me/Work unavailable", |e| {
-            presence_of_work(e, Some("unavailable"))
-        })
-        .await;
+    s.phone_sees_work(true).await;
     send_batch(&s.phone, &mut tally, "w", 5).await;
     s.proxy.set_mode(Mode::Pass);
-    s.phone
-        .expect("me/Work available again", |e| presence_of_work(e, None))
-        .await;
+    s.phone_sees_work(false).await;
     collect(&mut s, &mut tally, "w-end").await;
     tally.assert_all_delivered_once_in_order();
     assert_eq!(tally.delivered.len(), 5);
@@ -480,18 +531,11 @@ async fn what_the_gateway_wrote_to_the_local_server_just_before_a_cut_is_written
 async fn past_the_grace_period_sessions_close_and_come_back_with_the_link() {
     let mut s = setup_on(Cut::Component, |_| {}).await;
     // The setup's gateway has the default grace; this one a second.
-    s.gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
-    let prosody = &s._prosody;
-    let db = prosody.dir.path().join("pizzja.sqlite3");
-    let mut config = prosody.gateway_config(&db, "");
-    config.server = s.proxy.addr.to_string();
-    config.link_grace = std::time::Duration::from_secs(1);
-    s.gateway = Some(Gateway::start(config).await.expect("gateway starts"));
+    s.stop_gateway().await;
+    s.start_gateway(Cut::Component, |c| {
+        c.link_grace = std::time::Duration::from_secs(1)
+    })
+    .await;
     let online = |e: &minidom::Element| me_work(e, None);
     s.bob.expect("me/Work back after the restart", online).await;
     // The first gateway's stop took me/Work offline once already.
@@ -516,11 +560,7 @@ async fn past_the_bound_stanzas_waiting_for_a_session_are_refused_with_resource_
     let mut tally = Tally::default();
     s.proxy.set_mode(Mode::Refuse);
     s.proxy.cut();
-    s.phone
-        .expect("me/Work unavailable", |e| {
-            presence_of_work(e, Some("unavailable"))
-        })
-        .await;
+    s.phone_sees_work(true).await;
     send_batch(&s.phone, &mut tally, "q", 10).await;
     for i in 4..10 {
         let id = format!("q-{i}");
@@ -528,9 +568,7 @@ async fn past_the_bound_stanzas_waiting_for_a_session_are_refused_with_resource_
         tally.errored.push(id);
     }
     s.proxy.set_mode(Mode::Pass);
-    s.phone
-        .expect("me/Work available again", |e| presence_of_work(e, None))
-        .await;
+    s.phone_sees_work(false).await;
     collect(&mut s, &mut tally, "q-end").await;
     tally.assert_nothing_lost_or_doubled();
     assert_eq!(
@@ -568,23 +606,7 @@ async fn a_burst_past_an_account_s_queue_is_answered_and_counted_not_lost() {
         .expect_error("slow", "internal-server-error")
         .await;
     // Every message ends at bob or as resource-constraint at the phone.
-    let mut settled = 0;
-    while settled < 20 {
-        let e = tokio::select! {
-            m = bob.expect("a message", |e| e.name() == "message") => m,
-            e = world.phone.expect("an error", |e| e.attr("type") == Some("error")) => e,
-        };
-        let id = e.attr("id").unwrap_or_default().to_string();
-        if e.attr("type") == Some("error") {
-            assert_eq!(error_condition(&e).as_deref(), Some("resource-constraint"));
-            tally.errored.push(id);
-        } else {
-            let body = body(&e).unwrap_or_default();
-            *tally.delivered.entry(body.clone()).or_default() += 1;
-            tally.arrived.push(body);
-        }
-        settled += 1;
-    }
+    settle(&mut bob, &mut world.phone, &mut tally, 20).await;
     tally.assert_nothing_lost_or_doubled();
     assert!(!tally.errored.is_empty(), "the burst overflowed the queue");
     // The admin's counters say so.
@@ -609,14 +631,7 @@ async fn what_arrives_while_the_gateway_is_down_comes_from_the_archive_once_with
     bob_writes(&mut s.bob, WORK, "live", 1).await;
     s.phone.expect("the live message", from_bob).await;
 
-    let prosody = &s._prosody;
-    let db = prosody.dir.path().join("pizzja.sqlite3");
-    s.gateway
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
+    s.stop_gateway().await;
     s.bob
         .expect("me/Work gone with the gateway", |e| {
             me_work(e, Some("unavailable"))
@@ -624,9 +639,7 @@ async fn what_arrives_while_the_gateway_is_down_comes_from_the_archive_once_with
         .await;
     let written = bob_writes(&mut s.bob, ME, "away", 5).await;
 
-    let mut config = prosody.gateway_config(&db, "");
-    config.foreign_hosts.insert(FOREIGN.into(), s.proxy.addr);
-    s.gateway = Some(Gateway::start(config).await.expect("restarts"));
+    s.start_gateway(Cut::Foreign, |_| {}).await;
     let arrived = next_from_bob(&mut s.phone, written.len(), "a message bob wrote meanwhile").await;
     for m in &arrived {
         assert!(
@@ -731,29 +744,8 @@ async fn a_flood_into_a_stalled_foreign_server_holds_up_no_other_account() {
 
     // Released: each flood message reaches bob or comes back as an error.
     s.proxy.release();
-    let mut settled = 1;
-    while settled < tally.sent.len() {
-        let e = tokio::select! {
-            m = s.bob.expect("a flood message", |e| e.name() == "message") => m,
-            e = s.phone.expect("an error", |e| e.attr("type") == Some("error")) => e,
-        };
-        if e.attr("type") == Some("error") {
-            assert_eq!(
-                error_condition(&e).as_deref(),
-                Some("resource-constraint"),
-                "{}",
-                xml(&e)
-            );
-            tally
-                .errored
-                .push(e.attr("id").unwrap_or_default().to_string());
-        } else {
-            let body = body(&e).unwrap_or_default();
-            *tally.delivered.entry(body.clone()).or_default() += 1;
-            tally.arrived.push(body);
-        }
-        settled += 1;
-    }
+    let unsettled = tally.sent.len() - 1;
+    s.settle(&mut tally, unsettled).await;
     tally.assert_nothing_lost_or_doubled();
     s.stop().await;
 }

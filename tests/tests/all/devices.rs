@@ -2,7 +2,7 @@
 //! enables carbons at login and the servers keep archives, as Conversations,
 //! Gajim and Dino with any Prosody today.
 
-use crate::{ME, World, bob_subscribes};
+use crate::{World, bob_subscribes};
 use minidom::Element;
 use pizzja_tests::*;
 

@@ -120,7 +120,7 @@ async fn thousands_of_registered_users_do_not_stall_start_up() {
     let mut regs: Vec<_> = (0..n)
         .map(|i| registration(format!("u{i}@{LOCAL}"), format!("f{i}@{FOREIGN}")))
         .collect();
-    regs.push(registration(format!("alice@{LOCAL}"), crate::ME.into()));
+    regs.push(registration(format!("alice@{LOCAL}"), ME.into()));
     pizzja_host::storage::Storage::open(&db)
         .expect("database")
         .put_all(&regs)
@@ -134,7 +134,7 @@ async fn thousands_of_registered_users_do_not_stall_start_up() {
         .await
         .expect("alice logs in");
     alice.send("<presence/>").await;
-    let session = gw_jid(&format!("{}/Work", crate::ME));
+    let session = gw_jid(&format!("{}/Work", ME));
     alice
         .expect("her foreign session's presence", |e| {
             e.name() == "presence" && e.attr("from") == Some(session.as_str())

@@ -2,7 +2,7 @@
 //! and a policy that traps, loops or eats memory costs one error reply;
 //! the same for the hostile policy in each language.
 
-use crate::{ME, World, policy_cache};
+use crate::{World, policy_cache};
 use pizzja_host::config::PolicySource;
 use pizzja_host::testing::{guest_build, policy_path};
 use pizzja_tests::*;

@@ -1,6 +1,6 @@
 //! docs/behaviour.md section 3: sessions follow local presence.
 
-use crate::{ME, World, bob_subscribes};
+use crate::{World, bob_subscribes};
 use pizzja_tests::*;
 
 fn is_presence_from(e: &minidom::Element, from: &str, type_: Option<&str>) -> bool {

@@ -26,8 +26,6 @@ pub struct World {
     pub phone: Client,
 }
 
-pub const ME: &str = "me@foreign.test";
-
 /// The compiled-policy cache the tests share: a 12–18 MB JavaScript or
 /// Python component takes seconds to compile.
 pub fn policy_cache() -> std::path::PathBuf {
@@ -54,11 +52,7 @@ impl World {
         let mut config = prosody.gateway_config(&db, "");
         adjust(&mut config);
         let gateway = Gateway::start(config).await.expect("gateway starts");
-        let mut phone = Client::connect(&prosody, "alice", LOCAL, "Work/phone")
-            .await
-            .expect("phone logs in");
-        phone.go_online().await;
-        register_ok(&mut phone, ME).await;
+        let phone = registered_phone(&prosody).await;
         World {
             prosody,
             gateway: Some(gateway),
@@ -107,9 +101,7 @@ impl World {
 
     /// bob@foreign.test/pc, online.
     pub async fn bob(&self) -> Client {
-        let mut bob = self.client("bob", FOREIGN, "pc").await;
-        bob.go_online().await;
-        bob
+        bob_online(&self.prosody).await
     }
 }
 

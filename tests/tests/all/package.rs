@@ -5,7 +5,6 @@
 //! Needs root and `target/package/pizzja_*.deb` (`cargo xtask test` builds
 //! it first; `cargo xtask package --debug` alone).
 
-use crate::ME;
 use pizzja_tests::process::Process;
 use pizzja_tests::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -89,12 +88,8 @@ async fn the_package_installs_runs_as_its_user_and_purges() {
         ])
         .args(&exec);
     let gateway = Process::start_command(command).await;
-    let mut phone = Client::connect(&prosody, "alice", LOCAL, "Work/phone")
-        .await
-        .expect("phone logs in");
-    phone.go_online().await;
     // A registration: the database under /var/lib/pizzja is writable.
-    register_ok(&mut phone, ME).await;
+    registered_phone(&prosody).await;
     let (code, lines) = gateway.stop().await;
     assert_eq!(code, Some(0), "{lines:#?}");
     let db = Path::new("/var/lib/pizzja/pizzja.sqlite3")

@@ -1,6 +1,6 @@
 //! docs/behaviour.md section 2: registration (XEP-0077 with XEP-0100).
 
-use crate::{ME, World};
+use crate::World;
 use pizzja_tests::*;
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! once by a broken module, while a foreign contact sends hundreds of
 //! messages; every message arrives, in order, once.
 
-use crate::{ME, World, policy_cache};
+use crate::{World, policy_cache};
 use pizzja_host::config::PolicySource;
 use pizzja_host::policy::PolicyEvent;
 use pizzja_host::testing::{guest_build, policy_path};

@@ -1,6 +1,6 @@
 //! docs/behaviour.md sections 4 and 5: stanzas both ways, IQ bookkeeping.
 
-use crate::{ME, World, bob_subscribes};
+use crate::{World, bob_subscribes};
 use pizzja_tests::*;
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! `[foreign] tls = "required"`: STARTTLS with the certificate verified
 //! against the system's roots plus `ca_file`.
 
-use crate::ME;
 use pizzja_host::config::ForeignTls;
 use pizzja_tests::*;
 
