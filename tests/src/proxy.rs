@@ -3,6 +3,12 @@
 //! that stanzas are in flight when the cut comes (and wait until the held
 //! bytes show what was sent), and refuse or blackhole the reconnects that
 //! follow.
+//!
+//! A cut closes the client's side at once; the server's side gets the end
+//! of the stream and is read until the server closes it, since a server
+//! goes on writing into a connection until it reads its end. What it
+//! writes meanwhile is lost with the cut, and kept for the test to see
+//! ([`FaultProxy::written_after_cuts`]).
 
 use anyhow::Result;
 use std::net::SocketAddr;
@@ -30,8 +36,12 @@ struct Shared {
     held: watch::Sender<bool>,
     /// Every byte read while held, both ways, since the last hold.
     seen: watch::Sender<Vec<u8>>,
-    /// The tasks of live connections, to abort on a cut.
+    /// The tasks of live connections, to abort when the proxy goes.
     live: Mutex<Vec<AbortHandle>>,
+    /// Counts the cuts: each live connection ends at the next.
+    cuts: watch::Sender<u64>,
+    /// What servers wrote into connections after they were cut.
+    after_cuts: watch::Sender<Vec<u8>>,
     /// For the next passing connection: where what the client sends starts
     /// being held.
     hold_client_at: Mutex<Option<Vec<u8>>>,
@@ -57,6 +67,8 @@ impl FaultProxy {
             held: watch::channel(false).0,
             seen: watch::channel(Vec::new()).0,
             live: Mutex::new(Vec::new()),
+            cuts: watch::channel(0).0,
+            after_cuts: watch::channel(Vec::new()).0,
             hold_client_at: Mutex::new(None),
             accepted: Mutex::new(0),
         });
@@ -83,19 +95,7 @@ impl FaultProxy {
     /// Waits until the bytes held since [`FaultProxy::hold`] contain
     /// `needle` (a stanza's text, say), at most `within`.
     pub async fn wait_held(&self, needle: &str, within: std::time::Duration) -> Result<()> {
-        let mut seen = self.shared.seen.subscribe();
-        let needle = needle.as_bytes();
-        let found = seen.wait_for(|bytes| bytes.windows(needle.len()).any(|w| w == needle));
-        tokio::time::timeout(within, found)
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "`{}` not held within {within:?}",
-                    String::from_utf8_lossy(needle)
-                )
-            })?
-            .map_err(|_| anyhow::anyhow!("the proxy is gone"))?;
-        Ok(())
+        wait_for_bytes(&self.shared.seen, needle, within).await
     }
 
     /// The next connection passes both ways until the client sends
@@ -114,12 +114,27 @@ impl FaultProxy {
     }
 
     /// Cuts every live connection both ways at once; whatever was held is
-    /// lost with it. New connections are not held.
+    /// lost with it, and so is what the server writes until it has read
+    /// the end. New connections are not held.
     pub fn cut(&self) {
-        for task in lock(&self.shared.live).drain(..) {
-            task.abort();
-        }
+        self.shared.cuts.send_modify(|n| *n += 1);
         self.shared.held.send_replace(false);
+    }
+
+    /// Everything servers wrote into connections after they were cut, up
+    /// to when they closed them.
+    pub fn written_after_cuts(&self) -> Vec<u8> {
+        self.shared.after_cuts.borrow().clone()
+    }
+
+    /// Waits until what servers wrote after cuts contains `needle`, at
+    /// most `within`.
+    pub async fn wait_written_after_cuts(
+        &self,
+        needle: &str,
+        within: std::time::Duration,
+    ) -> Result<()> {
+        wait_for_bytes(&self.shared.after_cuts, needle, within).await
     }
 
     /// Connections accepted so far.
@@ -131,8 +146,31 @@ impl FaultProxy {
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
-        self.cut();
+        for task in lock(&self.shared.live).drain(..) {
+            task.abort();
+        }
     }
+}
+
+/// Waits until `bytes` contains `needle`, at most `within`.
+async fn wait_for_bytes(
+    bytes: &watch::Sender<Vec<u8>>,
+    needle: &str,
+    within: std::time::Duration,
+) -> Result<()> {
+    let mut seen = bytes.subscribe();
+    let needle = needle.as_bytes();
+    let found = seen.wait_for(|bytes| bytes.windows(needle.len()).any(|w| w == needle));
+    tokio::time::timeout(within, found)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "`{}` not seen within {within:?}",
+                String::from_utf8_lossy(needle)
+            )
+        })?
+        .map_err(|_| anyhow::anyhow!("the proxy is gone"))?;
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -143,46 +181,72 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     while let Ok((client, _)) = listener.accept().await {
         *lock(&shared.accepted) += 1;
         let mode = *lock(&shared.mode);
-        match mode {
-            Mode::Refuse => drop(client),
-            Mode::Blackhole => {
-                let task = tokio::spawn(async move {
-                    let mut client = client;
-                    let mut sink = [0u8; 4096];
-                    while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
-                });
-                lock(&shared.live).push(task.abort_handle());
+        let mut cut = shared.cuts.subscribe();
+        cut.borrow_and_update();
+        let task = match mode {
+            Mode::Refuse => {
+                drop(client);
+                continue;
             }
+            Mode::Blackhole => tokio::spawn(async move {
+                let mut client = client;
+                let mut sink = [0u8; 4096];
+                tokio::select! {
+                    _ = async { while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {} } => {}
+                    _ = cut.changed() => {}
+                }
+            }),
             Mode::Pass => {
                 let held = shared.held.subscribe();
                 let seen = shared.seen.clone();
-                let upstream = shared.upstream;
                 let hold_at = lock(&shared.hold_client_at).take();
-                let task = tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(upstream).await {
-                        let _ = server.set_nodelay(true);
-                        let _ = client.set_nodelay(true);
-                        let (cr, cw) = client.into_split();
-                        let (sr, sw) = server.into_split();
-                        // Either direction ending ends both: a cut is both ways.
-                        tokio::select! {
-                            _ = pipe(cr, sw, held.clone(), seen.clone(), hold_at) => {}
-                            _ = pipe(sr, cw, held, seen, None) => {}
-                        }
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(shared.upstream).await else {
+                        return;
+                    };
+                    let _ = server.set_nodelay(true);
+                    let _ = client.set_nodelay(true);
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    // Either direction ending ends both: a cut is both ways.
+                    let was_cut = tokio::select! {
+                        _ = pipe(&mut cr, &mut sw, held.clone(), seen.clone(), hold_at) => false,
+                        _ = pipe(&mut sr, &mut cw, held, seen, None) => false,
+                        _ = cut.changed() => true,
+                    };
+                    drop((cr, cw));
+                    if was_cut {
+                        let _ = sw.shutdown().await;
+                        drain_after_cut(sr, &shared).await;
                     }
-                });
-                lock(&shared.live).push(task.abort_handle());
+                })
             }
-        }
+        };
+        lock(&shared.live).push(task.abort_handle());
     }
+}
+
+/// Reads what the server writes into a cut connection until it closes it
+/// (at most a while: a server that never reads is a server that hangs).
+async fn drain_after_cut(mut server: tokio::net::tcp::OwnedReadHalf, shared: &Shared) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(n @ 1..) = server.read(&mut buf).await {
+            shared
+                .after_cuts
+                .send_modify(|b| b.extend_from_slice(&buf[..n]));
+        }
+    })
+    .await;
 }
 
 /// Copies `from` to `to`; while held, keeps what it reads (and shows it in
 /// `seen`) and forwards it on release. With `hold_at`, holds by itself
 /// from where those bytes first appear.
 async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
     mut held: watch::Receiver<bool>,
     seen: watch::Sender<Vec<u8>>,
     mut hold_at: Option<Vec<u8>>,
@@ -326,5 +390,32 @@ mod tests {
         let mut d = TcpStream::connect(proxy.addr).await.expect("connect");
         d.write_all(b"x<enable").await.expect("write");
         assert_eq!(read_some(&mut d).await, b"x<enable");
+    }
+
+    #[tokio::test]
+    async fn what_the_server_writes_until_it_reads_the_cut_is_kept() {
+        // A server that writes once more after the cut, before it reads.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let upstream = listener.local_addr().expect("addr");
+        let (write_late, late) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            s.write_all(b"early").await.expect("write");
+            late.await.expect("told");
+            s.write_all(b"late").await.expect("write");
+            let mut buf = [0u8; 64];
+            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+        });
+        let proxy = FaultProxy::start(upstream).await.expect("proxy");
+        let mut c = TcpStream::connect(proxy.addr).await.expect("connect");
+        assert_eq!(read_some(&mut c).await, b"early");
+        proxy.cut();
+        assert!(read_some(&mut c).await.is_empty(), "the cut closes it");
+        write_late.send(()).expect("the server waits");
+        proxy
+            .wait_written_after_cuts("late", std::time::Duration::from_secs(5))
+            .await
+            .expect("kept");
+        assert_eq!(proxy.written_after_cuts(), b"late");
     }
 }

@@ -61,14 +61,19 @@ impl Setup {
             .expect("the batch is in flight");
     }
 
-    /// The phone hears that me/Work is gone (`gone`) or back.
-    async fn phone_sees_work(&mut self, gone: bool) -> minidom::Element {
-        let (what, type_) = match gone {
-            true => ("me/Work unavailable", Some("unavailable")),
-            false => ("me/Work available again", None),
-        };
+    /// The phone hears that me/Work is gone.
+    async fn phone_sees_work_gone(&mut self) -> minidom::Element {
         self.phone
-            .expect(what, |e| presence_of_work(e, type_))
+            .expect("me/Work unavailable", |e| {
+                presence_of_work(e, Some("unavailable"))
+            })
+            .await
+    }
+
+    /// The phone hears that me/Work is back.
+    async fn phone_sees_work_back(&mut self) -> minidom::Element {
+        self.phone
+            .expect("me/Work available again", |e| presence_of_work(e, None))
             .await
     }
 
@@ -313,7 +318,7 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
     s.proxy.cut();
 
     // The controllers hear that F/A is gone, and why.
-    let gone = s.phone_sees_work(true).await;
+    let gone = s.phone_sees_work_gone().await;
     assert!(
         gone.children().any(|c| c.name() == "status"),
         "with the reason: {}",
@@ -331,7 +336,7 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
 
     // Back: bound again, its presence restored, the batch sent again, and
     // what bob wrote meanwhile caught up from the archive.
-    s.phone_sees_work(false).await;
+    s.phone_sees_work_back().await;
     s.bob
         .expect("me/Work's presence restored", |e| me_work(e, None))
         .await;
@@ -397,10 +402,10 @@ async fn stanzas_sent_during_an_outage_wait_and_go_out_when_it_ends() {
     let mut tally = Tally::default();
     s.proxy.set_mode(Mode::Refuse);
     s.proxy.cut();
-    s.phone_sees_work(true).await;
+    s.phone_sees_work_gone().await;
     send_batch(&s.phone, &mut tally, "w", 5).await;
     s.proxy.set_mode(Mode::Pass);
-    s.phone_sees_work(false).await;
+    s.phone_sees_work_back().await;
     collect(&mut s, &mut tally, "w-end").await;
     tally.assert_all_delivered_once_in_order();
     assert_eq!(tally.delivered.len(), 5);
@@ -560,7 +565,7 @@ async fn past_the_bound_stanzas_waiting_for_a_session_are_refused_with_resource_
     let mut tally = Tally::default();
     s.proxy.set_mode(Mode::Refuse);
     s.proxy.cut();
-    s.phone_sees_work(true).await;
+    s.phone_sees_work_gone().await;
     send_batch(&s.phone, &mut tally, "q", 10).await;
     for i in 4..10 {
         let id = format!("q-{i}");
@@ -568,7 +573,7 @@ async fn past_the_bound_stanzas_waiting_for_a_session_are_refused_with_resource_
         tally.errored.push(id);
     }
     s.proxy.set_mode(Mode::Pass);
-    s.phone_sees_work(false).await;
+    s.phone_sees_work_back().await;
     collect(&mut s, &mut tally, "q-end").await;
     tally.assert_nothing_lost_or_doubled();
     assert_eq!(
