@@ -6,7 +6,6 @@
 use pizzja_tests::process::Process;
 use pizzja_tests::*;
 use std::path::Path;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixDatagram;
 
 /// The next notification systemd would get that contains `what`.
@@ -25,25 +24,6 @@ async fn notified(socket: &UnixDatagram, what: &str) -> String {
     .unwrap_or_else(|_| panic!("no {what} notification within {WAIT:?}"))
 }
 
-/// `GET path` on the metrics listener: status line and body.
-async fn get(port: u16, path: &str) -> (String, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("the metrics listener");
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: pizzja\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("request");
-    let mut text = String::new();
-    s.read_to_string(&mut text).await.expect("response");
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
-
 /// The phone sends `n` messages to bob through the gateway.
 async fn send_to_bob(phone: &Client, n: usize) {
     let to_bob = gw_jid("bob@foreign.test/pc");
@@ -54,13 +34,6 @@ async fn send_to_bob(phone: &Client, n: usize) {
             ))
             .await;
     }
-}
-
-/// The value of the sample `name{labels}` (exactly as written) in `text`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::test]
@@ -126,10 +99,10 @@ async fn as_a_service_it_notifies_systemd_logs_json_without_secrets_and_serves_m
         .await;
 
     // Metrics: what happened, counted.
-    let (status, text) = get(port, "/metrics").await;
+    let (status, text) = http_get(port, "/metrics").await;
     assert!(status.contains("200"), "{status}");
     let out = "pizzja_stanzas_total{direction=\"to_foreign\",kind=\"message\"}";
-    let before = sample(&text, out).unwrap_or_else(|| panic!("{out} missing:\n{text}"));
+    let before = metric(&text, out).unwrap_or_else(|| panic!("{out} missing:\n{text}"));
     assert!(before >= 1.0, "{text}");
     for (series, at_least) in [
         (
@@ -148,17 +121,17 @@ async fn as_a_service_it_notifies_systemd_logs_json_without_secrets_and_serves_m
         ("pizzja_foreign_logins_total{reason=\"ok\"}", 1.0),
         ("pizzja_policy_decisions_total", 1.0),
     ] {
-        let v = sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+        let v = metric(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
         assert!(v >= at_least, "{series} = {v}");
     }
     // And they move with the traffic.
     send_to_bob(&phone, 5).await;
     bob.expect("the last of five", |e| body(e).as_deref() == Some("m4"))
         .await;
-    let (_, text) = get(port, "/metrics").await;
-    let after = sample(&text, out).expect("still there");
+    let (_, text) = http_get(port, "/metrics").await;
+    let after = metric(&text, out).expect("still there");
     assert!(after >= before + 5.0, "{before} then {after}");
-    let (status, _) = get(port, "/other").await;
+    let (status, _) = http_get(port, "/other").await;
     assert!(status.contains("404"), "{status}");
 
     // Stopping: systemd is told, and the process exits cleanly.

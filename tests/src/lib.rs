@@ -24,6 +24,7 @@ use tokio_xmpp::xmlstream::Timeouts;
 pub mod ejabberd;
 pub mod process;
 pub mod proxy;
+pub mod systemd;
 
 /// The local virtual host.
 pub const LOCAL: &str = "local.test";
@@ -49,7 +50,8 @@ pub fn init_tracing() {
         .try_init();
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -887,4 +889,32 @@ pub async fn register_ok(client: &mut Client, foreign: &str) {
                 && e.attr("from") == Some(GW)
         })
         .await;
+}
+
+/// `GET path` on a loopback HTTP listener (the metrics): its status line
+/// and body.
+pub async fn http_get(port: u16, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the metrics listener");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: pizzja\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.expect("response");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of `series` (name and labels, exactly) in Prometheus text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }

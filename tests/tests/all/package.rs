@@ -1,11 +1,13 @@
 //! The Debian package (docs/operations.md): installed with dpkg on this
 //! machine, it puts the binary, a conffile, the unit and a `pizzja` user in
-//! place; what the unit starts, run as that user with those paths (systemd
-//! itself does not run here), serves the test Prosody; purged, it is gone.
-//! Needs root and `target/package/pizzja_*.deb` (`cargo xtask test` builds
-//! it first; `cargo xtask package --debug` alone).
+//! place; the unit, started by a real systemd (booted in namespaces of its
+//! own: this machine's init is not systemd), runs sandboxed as that user,
+//! gets ready, serves the test Prosody, reloads and stops; purged, the
+//! package is gone. Needs root, util-linux's unshare and nsenter, and
+//! `target/package/pizzja_*.deb` (`cargo xtask test` builds it first;
+//! `cargo xtask package --debug` alone).
 
-use pizzja_tests::process::Process;
+use pizzja_tests::systemd::Systemd;
 use pizzja_tests::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -65,33 +67,109 @@ async fn the_package_installs_runs_as_its_user_and_purges() {
     assert_eq!(value("Type"), "notify");
     assert_eq!(value("User"), "pizzja");
 
-    // What the unit starts, as its user, on the installed configuration
-    // pointed at the test server.
+    // The installed configuration, pointed at the test server, with a
+    // policy module of its own (which SIGHUP reloads) and metrics.
     let prosody = Prosody::start(&[("alice", LOCAL), ("me", FOREIGN)])
         .await
         .expect("prosody starts");
+    let module = Path::new("/var/lib/pizzja/policy.wasm");
+    std::fs::copy(
+        pizzja_host::testing::policy_path("pizzja_policy_default"),
+        module,
+    )
+    .expect("policy copied");
+    std::os::unix::fs::chown(module, Some(uid), Some(gid)).expect("chown");
+    let port = free_port();
     let toml = prosody.gateway_toml(Path::new("/var/lib/pizzja/pizzja.sqlite3"), "")
-        + "\n[policy]\ncache_dir = \"/var/lib/pizzja/cache\"\n";
+        + &format!(
+            "\n[policy]\nmodule = \"{}\"\ncache_dir = \"/var/lib/pizzja/cache\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            module.display()
+        );
     // Written in place, keeping the conffile's owner and mode.
     std::fs::write("/etc/pizzja/pizzja.toml", toml).expect("configured");
-    let exec: Vec<String> = value("ExecStart")
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    let mut command = tokio::process::Command::new("setpriv");
-    command
-        .args([
-            "--reuid=pizzja",
-            "--regid=pizzja",
-            "--init-groups",
-            "--no-new-privs",
-        ])
-        .args(&exec);
-    let gateway = Process::start_command(command).await;
-    // A registration: the database under /var/lib/pizzja is writable.
+
+    // The unit as installed, under a real systemd: its sandbox, its
+    // readiness, its reload and its stop.
+    let systemd = Systemd::boot().expect("systemd boots in namespaces of its own");
+    systemd
+        .without_default_dependencies("pizzja.service")
+        .expect("a drop-in");
+    // Type=notify: this returns once the gateway said READY=1, which it
+    // does with its component link up and its policy loaded.
+    systemd
+        .systemctl(&["start", "pizzja.service"])
+        .expect("it starts under its sandbox and gets ready");
+    let property = |name: &str| systemd.property("pizzja.service", name).expect(name);
+    assert_eq!(property("ActiveState"), "active");
+    // Ready means serving: a registration with a real login, and the
+    // database under /var/lib/pizzja is writable.
     registered_phone(&prosody).await;
-    let (code, lines) = gateway.stop().await;
-    assert_eq!(code, Some(0), "{lines:#?}");
+
+    // What the kernel says of the process systemd started.
+    let pid = property("MainPID");
+    let status = systemd
+        .run("cat", &[&format!("/proc/{pid}/status")])
+        .expect("its status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .trim()
+            .to_string()
+    };
+    assert!(field("Uid").starts_with(&uid.to_string()), "{status}");
+    assert_eq!(field("NoNewPrivs"), "1", "NoNewPrivileges");
+    assert_eq!(field("Seccomp"), "2", "a system call filter");
+    assert_eq!(field("CapEff"), "0000000000000000", "no capabilities");
+    assert_eq!(field("CapBnd"), "0000000000000000", "none to gain");
+
+    // ExecReload sends SIGHUP: the policy is read again (the same file,
+    // so unchanged), and the gateway goes on.
+    systemd
+        .systemctl(&["reload", "pizzja.service"])
+        .expect("reloads");
+    let reloaded = "pizzja_policy_reloads_total{reason=\"unchanged\"}";
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, text) = http_get(port, "/metrics").await;
+        if metric(&text, reloaded).is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload counted: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(property("ActiveState"), "active");
+    assert_eq!(property("NRestarts"), "0");
+
+    // How exposed systemd rates the running unit (docs/operations.md).
+    let report = systemd
+        .run(
+            "systemd-analyze",
+            &["security", "--no-pager", "pizzja.service"],
+        )
+        .expect("rated");
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for pizzja.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure in {report}"));
+    println!("systemd-analyze security, the running unit: {exposure}");
+    assert!(exposure <= 2.0, "exposure {exposure}:\n{report}");
+
+    // Stopped: a clean exit.
+    systemd
+        .systemctl(&["stop", "pizzja.service"])
+        .expect("stops");
+    assert_eq!(property("Result"), "success");
+    assert_eq!(property("ExecMainStatus"), "0");
+    drop(systemd);
     let db = Path::new("/var/lib/pizzja/pizzja.sqlite3")
         .metadata()
         .expect("the database");
