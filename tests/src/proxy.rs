@@ -42,6 +42,9 @@ struct Shared {
     cuts: watch::Sender<u64>,
     /// What servers wrote into connections after they were cut.
     after_cuts: watch::Sender<Vec<u8>>,
+    /// Whether to keep what clients send, a transcript a connection.
+    recording: std::sync::atomic::AtomicBool,
+    transcripts: Mutex<Vec<Arc<Mutex<Vec<u8>>>>>,
     /// For the next passing connection: where what the client sends starts
     /// being held.
     hold_client_at: Mutex<Option<Vec<u8>>>,
@@ -69,6 +72,8 @@ impl FaultProxy {
             live: Mutex::new(Vec::new()),
             cuts: watch::channel(0).0,
             after_cuts: watch::channel(Vec::new()).0,
+            recording: false.into(),
+            transcripts: Mutex::new(Vec::new()),
             hold_client_at: Mutex::new(None),
             accepted: Mutex::new(0),
         });
@@ -137,6 +142,23 @@ impl FaultProxy {
         wait_for_bytes(&self.shared.after_cuts, needle, within).await
     }
 
+    /// From now on, keeps everything clients send through passing
+    /// connections, one transcript a connection.
+    pub fn record_clients(&self) {
+        self.shared
+            .recording
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// What clients sent through each recorded connection, in the order
+    /// the connections came.
+    pub fn client_transcripts(&self) -> Vec<Vec<u8>> {
+        lock(&self.shared.transcripts)
+            .iter()
+            .map(|t| lock(t).clone())
+            .collect()
+    }
+
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         *lock(&self.shared.accepted)
@@ -200,6 +222,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 let held = shared.held.subscribe();
                 let seen = shared.seen.clone();
                 let hold_at = lock(&shared.hold_client_at).take();
+                let tap = shared
+                    .recording
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    .then(|| {
+                        let t = Arc::new(Mutex::new(Vec::new()));
+                        lock(&shared.transcripts).push(t.clone());
+                        t
+                    });
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(shared.upstream).await else {
@@ -211,8 +241,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     let (mut sr, mut sw) = server.into_split();
                     // Either direction ending ends both: a cut is both ways.
                     let was_cut = tokio::select! {
-                        _ = pipe(&mut cr, &mut sw, held.clone(), seen.clone(), hold_at) => false,
-                        _ = pipe(&mut sr, &mut cw, held, seen, None) => false,
+                        _ = pipe(&mut cr, &mut sw, held.clone(), seen.clone(), hold_at, tap) => false,
+                        _ = pipe(&mut sr, &mut cw, held, seen, None, None) => false,
                         _ = cut.changed() => true,
                     };
                     drop((cr, cw));
@@ -223,7 +253,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 })
             }
         };
-        lock(&shared.live).push(task.abort_handle());
+        let mut live = lock(&shared.live);
+        live.retain(|t| !t.is_finished());
+        live.push(task.abort_handle());
     }
 }
 
@@ -243,13 +275,14 @@ async fn drain_after_cut(mut server: tokio::net::tcp::OwnedReadHalf, shared: &Sh
 
 /// Copies `from` to `to`; while held, keeps what it reads (and shows it in
 /// `seen`) and forwards it on release. With `hold_at`, holds by itself
-/// from where those bytes first appear.
+/// from where those bytes first appear. With `tap`, keeps all it reads.
 async fn pipe(
     from: &mut tokio::net::tcp::OwnedReadHalf,
     to: &mut tokio::net::tcp::OwnedWriteHalf,
     mut held: watch::Receiver<bool>,
     seen: watch::Sender<Vec<u8>>,
     mut hold_at: Option<Vec<u8>>,
+    tap: Option<Arc<Mutex<Vec<u8>>>>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut kept: Vec<u8> = Vec::new();
@@ -263,6 +296,9 @@ async fn pipe(
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
+                if let Some(tap) = &tap {
+                    lock(tap).extend_from_slice(&buf[..n]);
+                }
                 let mut chunk = &buf[..n];
                 if let Some(needle) = &hold_at {
                     let mut window = std::mem::take(&mut tail);

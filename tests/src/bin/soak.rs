@@ -5,15 +5,18 @@
 //! (neither: must be 0), duplicated (must be 0). Exits non-zero when
 //! anything was lost or doubled, except what XEP-0114 cannot know about,
 //! which is counted apart:
-//! - a controller's message the local server wrote into the component
-//!   link after it was cut (the proxy keeps what the server writes until
-//!   it reads the end: a busy server can take a while), or sent
-//!   [`CUT_WINDOW`] before a cut (on its way over the link);
-//! - a contact's message delivered again after a link outage, and first
-//!   from [`CUT_WINDOW`] before the cut to the end of the outage: the
-//!   gateway had written it before the cut (nothing else could deliver it
-//!   while the link was down), no ping had confirmed it, so the gateway
-//!   writes it again, and the server had delivered it.
+//! - a controller's message that the local server routed into the cut
+//!   component link: it handles a client's stanzas in order, and it
+//!   bounced a later one of the same client, sent after the same cut,
+//!   because the component was gone (Prosody's `not-connected`), while
+//!   this one got nothing; a busy server notices a cut late. (The proxy
+//!   also keeps what the server wrote into the cut link until it read the
+//!   end, and the report says how many of these it saw.) Or a message sent
+//!   in the [`CUT_WINDOW`] before a cut, on its way over the link;
+//! - a contact's message that the gateway wrote once on each of two link
+//!   connections, the first cut before a ping confirmed it (the proxy
+//!   keeps what the gateway writes, a transcript a connection), and that
+//!   the server had delivered both times.
 //!
 //! Faults: 0 a cut the foreign server resumes; 1 a foreign outage longer
 //! than its hibernation; 2 an outage of the component link
@@ -36,8 +39,8 @@ const ACCOUNTS: usize = 3;
 /// Each client sends one message every this long.
 const PACE: Duration = Duration::from_millis(100);
 const HIBERNATION_SECS: u32 = 2;
-/// A loss or duplicate counts as the component link cut's when the message
-/// was sent (lost) or first delivered (duplicated) this long before it.
+/// A loss counts as the component link cut's when the message was sent
+/// this long before it.
 const CUT_WINDOW: Duration = Duration::from_secs(1);
 
 /// The kinds of fault, by number (`--faults`).
@@ -56,6 +59,8 @@ struct Ledger {
     /// When each message arrived, every time it did.
     delivered: BTreeMap<String, Vec<Instant>>,
     errored: BTreeSet<String>,
+    /// Those the local server bounced because the component was gone.
+    bounced: BTreeSet<String>,
     /// When each fault began, and its kind.
     faults: Vec<(Instant, usize)>,
     /// When the component link was cut.
@@ -71,6 +76,7 @@ impl Ledger {
             sent: BTreeMap::new(),
             delivered: BTreeMap::new(),
             errored: BTreeSet::new(),
+            bounced: BTreeSet::new(),
             faults: Vec::new(),
             link_outages: Vec::new(),
         }
@@ -105,16 +111,25 @@ impl Ledger {
             .any(|(cut, _)| at <= *cut && *cut - at <= CUT_WINDOW)
     }
 
-    /// Whether a message delivered at these times was written before a
-    /// link cut and again after the outage: first from [`CUT_WINDOW`]
-    /// before the cut to the outage's end, last after it.
-    fn written_before_and_after_an_outage(&self, delivered: &[Instant]) -> bool {
-        let (Some(first), Some(last)) = (delivered.first(), delivered.last()) else {
+    /// Whether the local server routed `id` into a cut link: a later
+    /// message of the same client, sent after the last cut before `id`,
+    /// was bounced because the component was gone.
+    fn routed_into_a_cut_link(&self, id: &str) -> bool {
+        let sent = self.sent[id];
+        let Some(cut) = self
+            .link_outages
+            .iter()
+            .map(|(cut, _)| *cut)
+            .filter(|cut| *cut <= sent)
+            .max()
+        else {
             return false;
         };
-        self.link_outages
-            .iter()
-            .any(|(cut, back)| *first + CUT_WINDOW >= *cut && first <= back && last > back)
+        let (client, n) = split_id(id);
+        self.bounced.iter().any(|b| {
+            let (c, m) = split_id(b);
+            c == client && m > n && self.sent.get(b).is_some_and(|at| *at >= cut)
+        })
     }
 }
 
@@ -147,7 +162,12 @@ async fn drive(
                     }
                     let id = el.attr("id").unwrap_or_default().to_string();
                     if el.attr("type") == Some("error") {
-                        ledger(&ledger_).errored.insert(id);
+                        let mut l = ledger(&ledger_);
+                        // Prosody's bounce for a component that is gone.
+                        if el.children().any(|c| c.is("error", "jabber:client") && c.has_child("not-connected", "xmpp:prosody.im/protocol/component")) {
+                            l.bounced.insert(id.clone());
+                        }
+                        l.errored.insert(id);
                     } else if el.attr("from").is_some_and(|f| f.starts_with(expect_from.as_str()))
                         && let Some(b) = body(&el)
                     {
@@ -220,6 +240,7 @@ async fn main() -> Result<()> {
     let prosody = Prosody::start_options(&users, &options).await?;
     let foreign = FaultProxy::start(format!("127.0.0.1:{}", prosody.c2s).parse()?).await?;
     let link = FaultProxy::start(format!("127.0.0.1:{}", prosody.component).parse()?).await?;
+    link.record_clients();
     let db = prosody.dir.path().join("pizzja.sqlite3");
     let mut config = prosody.gateway_config(&db, "");
     config.foreign_hosts.insert(FOREIGN.into(), foreign.addr);
@@ -349,13 +370,20 @@ async fn main() -> Result<()> {
     // What the local server wrote into the component link after a cut,
     // until it read the end: its ids are lost to XEP-0114.
     let written_into_cut_link = String::from_utf8_lossy(&link.written_after_cuts()).into_owned();
+    // What the gateway wrote to the local server, a connection each.
+    let transcripts: Vec<String> = link
+        .client_transcripts()
+        .iter()
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .collect();
     let (lost_at_cuts, lost): (Vec<&String>, Vec<&String>) = l
         .sent
         .iter()
         .filter(|(id, _)| !l.delivered.contains_key(*id) && !l.errored.contains(*id))
         .map(|(id, at)| {
             let at_cut = l.just_before_a_link_cut(*at)
-                || written_into_cut_link.contains(&format!("id='{id}'"));
+                || written_into_cut_link.contains(&format!("id='{id}'"))
+                || l.routed_into_a_cut_link(id);
             (id, id.starts_with("alice") && at_cut)
         })
         .fold((vec![], vec![]), |(mut cut, mut other), (id, at_cut)| {
@@ -370,7 +398,17 @@ async fn main() -> Result<()> {
         .delivered
         .iter()
         .filter(|(_, at)| at.len() > 1)
-        .partition(|(id, at)| id.starts_with("bob") && l.written_before_and_after_an_outage(at));
+        .partition(|(id, at)| {
+            let written: Vec<usize> = transcripts
+                .iter()
+                .map(|t| {
+                    t.matches(&format!("id='{id}'")).count()
+                        + t.matches(&format!("id=\"{id}\"")).count()
+                })
+                .filter(|n| *n > 0)
+                .collect();
+            id.starts_with("bob") && written.iter().all(|n| *n == 1) && written.len() >= at.len()
+        });
     for id in lost.iter().take(20) {
         println!("  lost {id}, sent at {}", l.when(l.sent[*id]));
     }
@@ -427,4 +465,11 @@ fn utc_time_of_day() -> String {
         secs % 60,
         since.subsec_millis()
     )
+}
+
+/// `alice0-17` as (`alice0`, 17).
+fn split_id(id: &str) -> (&str, u64) {
+    id.rsplit_once('-')
+        .map(|(c, n)| (c, n.parse().unwrap_or(0)))
+        .unwrap_or((id, 0))
 }
