@@ -240,10 +240,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
                     // Either direction ending ends both: a cut is both ways.
+                    // The cut first: it releases what was held, and that
+                    // must go with the connection, not to the other side.
+                    let (cut_in, cut_out) = (cut.clone(), cut.clone());
                     let was_cut = tokio::select! {
-                        _ = pipe(&mut cr, &mut sw, held.clone(), seen.clone(), hold_at, tap) => false,
-                        _ = pipe(&mut sr, &mut cw, held, seen, None, None) => false,
+                        biased;
                         _ = cut.changed() => true,
+                        _ = pipe(&mut cr, &mut sw, held.clone(), seen.clone(), hold_at, tap, cut_in) => false,
+                        _ = pipe(&mut sr, &mut cw, held, seen, None, None, cut_out) => false,
                     };
                     drop((cr, cw));
                     if was_cut {
@@ -276,6 +280,7 @@ async fn drain_after_cut(mut server: tokio::net::tcp::OwnedReadHalf, shared: &Sh
 /// Copies `from` to `to`; while held, keeps what it reads (and shows it in
 /// `seen`) and forwards it on release. With `hold_at`, holds by itself
 /// from where those bytes first appear. With `tap`, keeps all it reads.
+/// A release that comes with a cut forwards nothing: the cut takes it.
 async fn pipe(
     from: &mut tokio::net::tcp::OwnedReadHalf,
     to: &mut tokio::net::tcp::OwnedWriteHalf,
@@ -283,6 +288,7 @@ async fn pipe(
     seen: watch::Sender<Vec<u8>>,
     mut hold_at: Option<Vec<u8>>,
     tap: Option<Arc<Mutex<Vec<u8>>>>,
+    cut: watch::Receiver<u64>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut kept: Vec<u8> = Vec::new();
@@ -330,6 +336,9 @@ async fn pipe(
                     return;
                 }
                 let released = !*held.borrow();
+                if released && cut.has_changed().unwrap_or(true) {
+                    std::future::pending::<()>().await;
+                }
                 if released {
                     holding = false;
                     if !kept.is_empty() {
