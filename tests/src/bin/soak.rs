@@ -112,23 +112,25 @@ impl Ledger {
     }
 
     /// Whether the local server routed `id` into a cut link: a later
-    /// message of the same client, sent after the last cut before `id`,
-    /// was bounced because the component was gone.
+    /// message of the same client, sent after the last cut before `id`
+    /// and before the next, was bounced because the component was gone
+    /// (so the server had not noticed that cut when it routed `id`).
     fn routed_into_a_cut_link(&self, id: &str) -> bool {
         let sent = self.sent[id];
-        let Some(cut) = self
-            .link_outages
-            .iter()
-            .map(|(cut, _)| *cut)
-            .filter(|cut| *cut <= sent)
-            .max()
-        else {
+        let cuts = || self.link_outages.iter().map(|(cut, _)| *cut);
+        let Some(cut) = cuts().filter(|cut| *cut <= sent).max() else {
             return false;
         };
+        let next = cuts().filter(|c| *c > cut).min();
         let (client, n) = split_id(id);
         self.bounced.iter().any(|b| {
             let (c, m) = split_id(b);
-            c == client && m > n && self.sent.get(b).is_some_and(|at| *at >= cut)
+            c == client
+                && m > n
+                && self
+                    .sent
+                    .get(b)
+                    .is_some_and(|at| *at >= cut && next.is_none_or(|next| *at < next))
         })
     }
 }
