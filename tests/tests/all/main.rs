@@ -69,13 +69,23 @@ impl World {
 
     /// Stops the gateway and starts it again on the same database.
     pub async fn restart_gateway(&mut self) {
+        self.restart_gateway_with(|_| {}).await;
+    }
+
+    /// Like [`World::restart_gateway`], its configuration adjusted by
+    /// `adjust`.
+    pub async fn restart_gateway_with(
+        &mut self,
+        adjust: impl FnOnce(&mut pizzja_host::config::Config),
+    ) {
         self.gateway
             .take()
             .expect("running")
             .stop()
             .await
             .expect("stops");
-        let config = self.prosody.gateway_config(&self.db, "");
+        let mut config = self.prosody.gateway_config(&self.db, "");
+        adjust(&mut config);
         self.gateway = Some(Gateway::start(config).await.expect("restarts"));
     }
 

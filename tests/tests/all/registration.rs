@@ -127,7 +127,11 @@ async fn after_a_restart_stanzas_wait_in_order_for_their_senders_presence_or_get
     // Nobody of alice's is online when the gateway starts again, so nothing
     // of hers is confirmed yet.
     world.phone.send("<presence type='unavailable'/>").await;
-    world.restart_gateway().await;
+    // Stanzas are held only while the probes' answers may still come: a
+    // window long enough for two logins and 64 messages on a busy machine.
+    world
+        .restart_gateway_with(|c| c.confirm_window = std::time::Duration::from_secs(15))
+        .await;
     let bob_gw = gw_jid("bob@foreign.test");
     let mut tablet = world.client("alice", LOCAL, "Home/tablet").await;
     tablet
