@@ -65,6 +65,30 @@ pub mod testing {
         })
     }
 
+    /// The text of each `log` action in `actions`: what the hostile
+    /// policies answer with.
+    pub fn log_lines(actions: &[crate::policy::bindings::Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                crate::policy::bindings::Action::Log(l) => Some(l.message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Asserts that `engine` decides an ordinary message again (after a
+    /// trap, say): the default behaviour answers it.
+    pub fn assert_recovers(engine: &crate::policy::PolicyEngine) {
+        let actions = engine
+            .decide(&message_with_body("hello"), &facts_of("alice@l.test"))
+            .expect("a fresh instance decides");
+        assert!(
+            !actions.is_empty(),
+            "the default behaviour answers (service-unavailable)"
+        );
+    }
+
     /// The facts of account `local` (foreign account `me@f.test`, gateway
     /// `gw.l.test`), with no controller and no session.
     pub fn facts_of(local: &str) -> crate::policy::bindings::Facts {

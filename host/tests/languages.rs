@@ -10,9 +10,12 @@
 //! `target/policies`; a missing one fails the test with the command that
 //! builds it. The Rust ones come with the host's build.
 
-use pizzja_host::policy::bindings::{Action, Event, Facts};
+use pizzja_host::policy::bindings::Facts;
 use pizzja_host::policy::{DecideError, EngineOptions, Limits, PolicyEngine, scenario};
-use pizzja_host::testing::{facts_of, guest_build, message_with_body, policy_path};
+use pizzja_host::testing::{
+    assert_recovers, facts_of, guest_build, log_lines as logs, message_with_body as message,
+    policy_path,
+};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -55,22 +58,8 @@ fn load(policy: &str, lang: &str, config: &[(&str, &str)]) -> anyhow::Result<Pol
     PolicyEngine::new(&name, &bytes, config, options())
 }
 
-fn message(body: &str) -> Event {
-    message_with_body(body)
-}
-
 fn facts() -> Facts {
     facts_of("alice@l.test")
-}
-
-fn logs(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Log(l) => Some(l.message.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The one log line of a decision that succeeded.
@@ -79,16 +68,6 @@ fn said(engine: &PolicyEngine, word: &str, facts: &Facts) -> String {
         .decide(&message(word), facts)
         .unwrap_or_else(|e| panic!("`{word}` decides: {e}"));
     logs(&actions).join("\n")
-}
-
-fn assert_recovers(engine: &PolicyEngine) {
-    let actions = engine
-        .decide(&message("hello"), &facts())
-        .expect("a fresh instance decides");
-    assert!(
-        !actions.is_empty(),
-        "the default behaviour answers (service-unavailable)"
-    );
 }
 
 /// Runs `scenarios` against the component `module` and against Rust's

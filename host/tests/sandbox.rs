@@ -6,7 +6,9 @@
 
 use pizzja_host::policy::bindings::{Event, Facts, LocalStanza, Stanza, StanzaKind};
 use pizzja_host::policy::{EngineOptions, Limits, PolicyEngine};
-use pizzja_host::testing::{facts_of, message_with_body, policy_path};
+use pizzja_host::testing::{
+    assert_recovers, facts_of, log_lines as logs, message_with_body as message, policy_path,
+};
 use std::time::Duration;
 
 /// The limits every test engine runs under.
@@ -29,10 +31,6 @@ fn engine() -> PolicyEngine {
     .expect("loads")
 }
 
-fn message(body: &str) -> Event {
-    message_with_body(body)
-}
-
 fn facts() -> Facts {
     facts_of("alice@l.test")
 }
@@ -43,16 +41,6 @@ fn refused(name: &str, bytes: &[u8]) -> String {
         .err()
         .expect("refused");
     format!("{err:#}")
-}
-
-fn assert_recovers(engine: &PolicyEngine) {
-    let actions = engine
-        .decide(&message("hello"), &facts())
-        .expect("a fresh instance decides");
-    assert!(
-        !actions.is_empty(),
-        "the default behaviour answers (service-unavailable)"
-    );
 }
 
 #[test]
@@ -194,16 +182,6 @@ fn a_component_without_the_policy_exports_is_refused_with_what_is_missing() {
         text.contains("does not export the world `pizzja:policy/policy@0.2.0`"),
         "{text}"
     );
-}
-
-fn logs(actions: &[pizzja_host::policy::bindings::Action]) -> Vec<String> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            pizzja_host::policy::bindings::Action::Log(l) => Some(l.message.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
