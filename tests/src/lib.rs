@@ -723,7 +723,6 @@ fn bound_jid_text(jid: &Jid) -> String {
     jid.to_string()
 }
 
-/// Parses test XML, adding the client namespace to the root.
 /// Runs `cmd` to its end and returns what it wrote, stdout then stderr;
 /// panics with that text when it fails or cannot start.
 pub fn output_of(cmd: &mut Command) -> String {
@@ -737,6 +736,7 @@ pub fn output_of(cmd: &mut Command) -> String {
     text
 }
 
+/// Parses test XML, adding the client namespace to the root.
 pub fn parse(xml: &str) -> Element {
     let with_ns = if xml.contains("xmlns='jabber:client'") {
         xml.to_string()
