@@ -61,6 +61,9 @@ pub struct Query {
     pub purpose: Purpose,
     /// The position it asked from (empty for [`Purpose::Locate`]).
     pub after: String,
+    /// A catch-up that reached what the session received live: the rest of
+    /// its page is dropped and no next page is asked for.
+    pub done: bool,
 }
 
 /// The position of a session whose archive was empty when it looked: a
@@ -164,22 +167,68 @@ pub fn is_own(message: &Element, account: &BareJid) -> bool {
         .is_some_and(|f| f.to_bare() == *account)
 }
 
-/// The ids a session delivered last, to drop a message seen twice.
+/// What a session delivered: the ids it delivered last, to drop a message
+/// seen twice, and where live delivery took over since it last went down.
+///
+/// A catch-up reads the archive up to its end, and the archive's end moves
+/// on with what the session receives live meanwhile: busy, the archive
+/// holds more live messages after the gap than the session can remember.
+/// The first of them is where the catch-up stops: from there on, the
+/// session had it all live.
 #[derive(Debug, Default)]
-pub struct Seen(VecDeque<String>);
+pub struct Seen {
+    ids: VecDeque<String>,
+    first_live: Option<String>,
+    latest_live: Option<String>,
+}
 
 impl Seen {
     /// Remembers `id`; false if it was already there.
     pub fn first_time(&mut self, id: &str) -> bool {
-        if self.0.iter().any(|s| s == id) {
+        if self.ids.iter().any(|s| s == id) {
             return false;
         }
-        if self.0.len() == REMEMBERED {
-            self.0.pop_front();
+        if self.ids.len() == REMEMBERED {
+            self.ids.pop_front();
         }
-        self.0.push_back(id.to_string());
+        self.ids.push_back(id.to_string());
         true
     }
+
+    /// The session went down: what it receives next is live again from a
+    /// new start.
+    pub fn went_down(&mut self) {
+        self.first_live = None;
+        self.latest_live = None;
+    }
+
+    /// The session received archived message `id` live, as it was sent
+    /// (not a stored message handed over late, which carries a delay and
+    /// may be older than the gap).
+    pub fn live(&mut self, id: &str) {
+        if self.first_live.is_none() {
+            self.first_live = Some(id.to_string());
+        }
+        self.latest_live = Some(id.to_string());
+    }
+
+    /// Whether a catch-up that reached `id` has reached live delivery.
+    pub fn reached_live(&self, id: &str) -> bool {
+        self.first_live.as_deref() == Some(id)
+    }
+
+    /// The last archived message received live since the session went
+    /// down: where a catch-up that reached live delivery leaves the
+    /// session's position.
+    pub fn latest_live(&self) -> Option<&str> {
+        self.latest_live.as_deref()
+    }
+}
+
+/// Whether `message` carries a delay (XEP-0203): stored and handed over
+/// late, not live.
+pub fn delayed(message: &Element) -> bool {
+    message.has_child("delay", NS_DELAY)
 }
 
 #[cfg(test)]
@@ -292,5 +341,19 @@ mod tests {
             seen.first_time(&format!("x{i}"));
         }
         assert!(seen.first_time("A1"), "forgotten after {REMEMBERED} others");
+    }
+
+    #[test]
+    fn live_delivery_takes_over_at_the_first_live_message_since_the_session_went_down() {
+        let mut seen = Seen::default();
+        seen.live("L0");
+        seen.went_down();
+        assert!(!seen.reached_live("L0"), "before the gap");
+        assert_eq!(seen.latest_live(), None);
+        seen.live("L1");
+        seen.live("L2");
+        assert!(seen.reached_live("L1"));
+        assert!(!seen.reached_live("L2"));
+        assert_eq!(seen.latest_live(), Some("L2"));
     }
 }

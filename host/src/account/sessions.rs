@@ -54,7 +54,10 @@ impl Account {
         match report {
             Report::Stanza(el) => self.on_foreign(session, el).await,
             Report::Resumed => self.set_state(&session, wit::SessionState::Online),
-            Report::Suspended => self.set_state(&session, wit::SessionState::Reconnecting),
+            Report::Suspended => {
+                self.set_state(&session, wit::SessionState::Reconnecting);
+                self.went_down(&session);
+            }
             Report::Online => {
                 self.set_state(&session, wit::SessionState::Online);
                 self.decide_internal(change(wit::SessionState::Online, None))
@@ -72,6 +75,7 @@ impl Account {
             }
             Report::Reconnecting(why) => {
                 self.set_state(&session, wit::SessionState::Reconnecting);
+                self.went_down(&session);
                 self.decide_internal(change(wit::SessionState::Reconnecting, Some(why)))
                     .await;
             }
@@ -152,6 +156,7 @@ impl Account {
             session: session.to_string(),
             purpose,
             after,
+            done: false,
         };
         self.catchups.insert(id.clone(), query);
         self.arm(super::Timer::Archive(id));
@@ -176,7 +181,15 @@ impl Account {
     fn catching_up(&self, session: &str) -> bool {
         self.catchups
             .values()
-            .any(|q| q.session == session && q.purpose == archive::Purpose::CatchUp)
+            .any(|q| q.session == session && q.purpose == archive::Purpose::CatchUp && !q.done)
+    }
+
+    /// Session A went down: what it receives live from now on is after a
+    /// gap.
+    fn went_down(&mut self, session: &str) {
+        if let Some(seen) = self.seen.get_mut(session) {
+            seen.went_down();
+        }
     }
 
     /// Forgets the archive state of a session that ended.
@@ -199,17 +212,20 @@ impl Account {
                 let Some(qid) = archive::result_queryid(el).map(str::to_string) else {
                     return false;
                 };
-                let Some(purpose) = self
+                let Some((purpose, done)) = self
                     .catchups
                     .get(&qid)
                     .filter(|q| q.session == session)
-                    .map(|q| q.purpose)
+                    .map(|q| (q.purpose, q.done))
                 else {
                     return false;
                 };
                 let Some(found) = archive::unwrap(el) else {
                     return true;
                 };
+                if done {
+                    return true;
+                }
                 if purpose != archive::Purpose::CatchUp {
                     if let Some(q) = self.catchups.get_mut(&qid) {
                         q.purpose = archive::Purpose::Located;
@@ -217,11 +233,18 @@ impl Account {
                     self.keep_position(session, found.id);
                     return true;
                 }
-                let fresh = self
-                    .seen
-                    .entry(session.to_string())
-                    .or_default()
-                    .first_time(&found.id);
+                let seen = self.seen.entry(session.to_string()).or_default();
+                if seen.reached_live(&found.id) {
+                    // From here on the session had it all live.
+                    let position = seen.latest_live().unwrap_or(&found.id).to_string();
+                    if let Some(q) = self.catchups.get_mut(&qid) {
+                        q.done = true;
+                    }
+                    debug!(local = %self.reg.local, session, id = %found.id, "the catch-up reached live delivery");
+                    self.keep_position(session, position);
+                    return true;
+                }
+                let fresh = seen.first_time(&found.id);
                 let own = archive::is_own(&found.message, &self.reg.foreign);
                 debug!(local = %self.reg.local, session, id = %found.id, fresh, own, from = ?found.message.attr("from"), "archived message");
                 if fresh && !own {
@@ -254,6 +277,9 @@ impl Account {
                     return false;
                 };
                 match (q.purpose, type_, archive::fin(el)) {
+                    _ if q.done => {
+                        debug!(local = %self.reg.local, session, "caught up with live delivery")
+                    }
                     // An empty archive: later gaps catch up from its start.
                     (archive::Purpose::Locate, "result", _) => {
                         self.keep_position(session, archive::FROM_THE_START.to_string());
@@ -290,10 +316,14 @@ impl Account {
             Kind::Message => archive::stanza_id(&el, &self.reg.foreign),
             _ => None,
         };
-        if let Some(id) = &archived
-            && !self.seen.entry(session.clone()).or_default().first_time(id)
-        {
-            return;
+        if let Some(id) = &archived {
+            let seen = self.seen.entry(session.clone()).or_default();
+            if !seen.first_time(id) {
+                return;
+            }
+            if !archive::delayed(&el) {
+                seen.live(id);
+            }
         }
         // Asked about F/A's capabilities: the gateway's to answer.
         if kind == Kind::Iq
@@ -376,6 +406,7 @@ impl Account {
         {
             return;
         }
+        self.went_down(&a);
         self.generation += 1;
         let generation = self.generation;
         let env = self.env.clone();

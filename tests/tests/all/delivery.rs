@@ -396,6 +396,72 @@ async fn a_message_that_beats_the_rebound_stream_s_reset_does_not_skip_the_gap()
     s.stop().await;
 }
 
+/// A catch-up reads the archive to its end, and while it reads, the end
+/// moves on with what the session receives live. A busy session receives
+/// more live messages than it remembers ids of (512): the catch-up stops at
+/// the first message the session had live, so nothing comes twice and no
+/// page past it is asked for.
+#[tokio::test]
+async fn a_catch_up_stops_where_live_delivery_took_over() {
+    const BUSY: usize = 600;
+    let mut s = setup().await;
+    let from = gw_jid("bob@foreign.test/pc");
+    let from_bob =
+        |e: &minidom::Element| e.name() == "message" && e.attr("from") == Some(from.as_str());
+    bob_writes(&mut s.bob, WORK, "live", 1).await;
+    s.phone.expect("the live message", from_bob).await;
+
+    s.proxy.set_mode(Mode::Refuse);
+    s.proxy.cut();
+    s.bob
+        .expect("me/Work's session ended by the server", |e| {
+            me_work(e, Some("unavailable"))
+        })
+        .await;
+    let missed = bob_writes(&mut s.bob, ME, "gap", 3).await;
+
+    // The reconnect's archive query waits in the proxy while bob writes
+    // to the bound session, live.
+    s.proxy.record_clients();
+    s.proxy.hold_client_from("urn:xmpp:mam:2");
+    s.proxy.set_mode(Mode::Pass);
+    s.proxy
+        .wait_held("urn:xmpp:mam:2", WAIT * 2)
+        .await
+        .expect("the reconnect asks the archive");
+    let busy = bob_writes(&mut s.bob, WORK, "busy", BUSY).await;
+    let live = next_from_bob(&mut s.phone, BUSY, "bob's live messages").await;
+    assert_eq!(bodies(&live), busy);
+    s.proxy.release();
+
+    let caught = next_from_bob(&mut s.phone, missed.len(), "what bob wrote during the gap").await;
+    assert_eq!(bodies(&caught), missed, "each once, in order");
+    bob_writes(&mut s.bob, WORK, "after", 1).await;
+    let next = s.phone.expect("the next live message", from_bob).await;
+    assert_eq!(body(&next).as_deref(), Some("after-0"));
+    // The archive answered the query before it routed after-0, so a next
+    // page, if the gateway asked for one, left ahead of this ping and its
+    // results came back ahead of the answer.
+    let ping = format!(
+        "<iq type='get' id='barrier' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+        gw_jid(FOREIGN)
+    );
+    s.phone.send(&ping).await;
+    s.phone
+        .expect("the ping's answer", |e| e.attr("id") == Some("barrier"))
+        .await;
+    let again: Vec<String> = s.phone.inbox().filter_map(body).collect();
+    assert!(again.is_empty(), "nothing twice: {again:?}");
+    let queries: usize = s
+        .proxy
+        .client_transcripts()
+        .iter()
+        .map(|t| String::from_utf8_lossy(t).matches("queryid=").count())
+        .sum();
+    assert_eq!(queries, 1, "one page, and no page past live delivery");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn stanzas_sent_during_an_outage_wait_and_go_out_when_it_ends() {
     let mut s = setup().await;
