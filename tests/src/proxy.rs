@@ -29,6 +29,8 @@ pub enum Mode {
     Blackhole,
 }
 
+type Tap = Arc<Mutex<Vec<u8>>>;
+
 struct Shared {
     upstream: SocketAddr,
     mode: Mutex<Mode>,
@@ -42,9 +44,13 @@ struct Shared {
     cuts: watch::Sender<u64>,
     /// What servers wrote into connections after they were cut.
     after_cuts: watch::Sender<Vec<u8>>,
+    /// When servers closed connections that were cut.
+    closed_after_cuts: watch::Sender<Vec<tokio::time::Instant>>,
     /// Whether to keep what clients send, a transcript a connection.
     recording: std::sync::atomic::AtomicBool,
-    transcripts: Mutex<Vec<Arc<Mutex<Vec<u8>>>>>,
+    /// What each recorded connection carried: the client's bytes, the
+    /// server's (until a cut).
+    transcripts: Mutex<Vec<(Tap, Tap)>>,
     /// For the next passing connection: where what the client sends starts
     /// being held.
     hold_client_at: Mutex<Option<Vec<u8>>>,
@@ -72,6 +78,7 @@ impl FaultProxy {
             live: Mutex::new(Vec::new()),
             cuts: watch::channel(0).0,
             after_cuts: watch::channel(Vec::new()).0,
+            closed_after_cuts: watch::channel(Vec::new()).0,
             recording: false.into(),
             transcripts: Mutex::new(Vec::new()),
             hold_client_at: Mutex::new(None),
@@ -132,6 +139,30 @@ impl FaultProxy {
         self.shared.after_cuts.borrow().clone()
     }
 
+    /// When servers closed the connections that were cut, having read
+    /// their end: until then a server still routes into a cut connection,
+    /// and what it routes there is lost.
+    pub fn closed_after_cuts(&self) -> Vec<tokio::time::Instant> {
+        self.shared.closed_after_cuts.borrow().clone()
+    }
+
+    /// Waits until servers have closed `n` cut connections, at most
+    /// `within`.
+    pub async fn wait_closed_after_cuts(
+        &self,
+        n: usize,
+        within: std::time::Duration,
+    ) -> Result<()> {
+        let mut closed = self.shared.closed_after_cuts.subscribe();
+        tokio::time::timeout(within, closed.wait_for(|c| c.len() >= n))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("{n} cut connections not closed by their servers within {within:?}")
+            })?
+            .map(|_| ())
+            .map_err(|_| anyhow::anyhow!("the proxy is gone"))
+    }
+
     /// Waits until what servers wrote after cuts contains `needle`, at
     /// most `within`.
     pub async fn wait_written_after_cuts(
@@ -142,9 +173,9 @@ impl FaultProxy {
         wait_for_bytes(&self.shared.after_cuts, needle, within).await
     }
 
-    /// From now on, keeps everything clients send through passing
-    /// connections, one transcript a connection.
-    pub fn record_clients(&self) {
+    /// From now on, keeps everything clients and servers send through
+    /// passing connections, one transcript a connection and side.
+    pub fn record(&self) {
         self.shared
             .recording
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -155,7 +186,18 @@ impl FaultProxy {
     pub fn client_transcripts(&self) -> Vec<Vec<u8>> {
         lock(&self.shared.transcripts)
             .iter()
-            .map(|t| lock(t).clone())
+            .map(|(c, _)| lock(c).clone())
+            .collect()
+    }
+
+    /// What servers sent through each recorded connection before it was
+    /// cut (what they wrote after a cut is
+    /// [`FaultProxy::written_after_cuts`]), in the order the connections
+    /// came.
+    pub fn server_transcripts(&self) -> Vec<Vec<u8>> {
+        lock(&self.shared.transcripts)
+            .iter()
+            .map(|(_, s)| lock(s).clone())
             .collect()
     }
 
@@ -222,14 +264,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 let held = shared.held.subscribe();
                 let seen = shared.seen.clone();
                 let hold_at = lock(&shared.hold_client_at).take();
-                let tap = shared
+                let (tap, server_tap) = shared
                     .recording
                     .load(std::sync::atomic::Ordering::SeqCst)
                     .then(|| {
-                        let t = Arc::new(Mutex::new(Vec::new()));
+                        let t = (Tap::default(), Tap::default());
                         lock(&shared.transcripts).push(t.clone());
                         t
-                    });
+                    })
+                    .unzip();
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(shared.upstream).await else {
@@ -247,7 +290,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         biased;
                         _ = cut.changed() => true,
                         _ = pipe(&mut cr, &mut sw, held.clone(), seen.clone(), hold_at, tap, cut_in) => false,
-                        _ = pipe(&mut sr, &mut cw, held, seen, None, None, cut_out) => false,
+                        _ = pipe(&mut sr, &mut cw, held, seen, None, server_tap, cut_out) => false,
                     };
                     drop((cr, cw));
                     if was_cut {
@@ -267,7 +310,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 /// (at most a while: a server that never reads is a server that hangs).
 async fn drain_after_cut(mut server: tokio::net::tcp::OwnedReadHalf, shared: &Shared) {
     let mut buf = vec![0u8; 16 * 1024];
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         while let Ok(n @ 1..) = server.read(&mut buf).await {
             shared
                 .after_cuts
@@ -275,6 +318,11 @@ async fn drain_after_cut(mut server: tokio::net::tcp::OwnedReadHalf, shared: &Sh
         }
     })
     .await;
+    if closed.is_ok() {
+        shared
+            .closed_after_cuts
+            .send_modify(|c| c.push(tokio::time::Instant::now()));
+    }
 }
 
 /// Copies `from` to `to`; while held, keeps what it reads (and shows it in
@@ -287,7 +335,7 @@ async fn pipe(
     mut held: watch::Receiver<bool>,
     seen: watch::Sender<Vec<u8>>,
     mut hold_at: Option<Vec<u8>>,
-    tap: Option<Arc<Mutex<Vec<u8>>>>,
+    tap: Option<Tap>,
     cut: watch::Receiver<u64>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
@@ -454,6 +502,7 @@ mod tests {
         let proxy = FaultProxy::start(upstream).await.expect("proxy");
         let mut c = TcpStream::connect(proxy.addr).await.expect("connect");
         assert_eq!(read_some(&mut c).await, b"early");
+        let cut = tokio::time::Instant::now();
         proxy.cut();
         assert!(read_some(&mut c).await.is_empty(), "the cut closes it");
         write_late.send(()).expect("the server waits");
@@ -462,5 +511,11 @@ mod tests {
             .await
             .expect("kept");
         assert_eq!(proxy.written_after_cuts(), b"late");
+        // It read the end, and closed: when is kept.
+        proxy
+            .wait_closed_after_cuts(1, std::time::Duration::from_secs(5))
+            .await
+            .expect("the close seen");
+        assert!(proxy.closed_after_cuts()[0] > cut);
     }
 }

@@ -12,7 +12,10 @@
 //!   this one got nothing; a busy server notices a cut late. (The proxy
 //!   also keeps what the server wrote into the cut link until it read the
 //!   end, and the report says how many of these it saw.) Or a message sent
-//!   in the [`CUT_WINDOW`] before a cut, on its way over the link;
+//!   after the cut and before the server closed the cut link (the proxy
+//!   sees it close once it has read the end), which it still routed
+//!   there, and that the server wrote into no link that was not cut. Or a message sent in the [`CUT_WINDOW`] before a cut, on its
+//!   way over the link;
 //! - a contact's message that the gateway wrote once on each of two link
 //!   connections, the first cut before a ping confirmed it (the proxy
 //!   keeps what the gateway writes, a transcript a connection), and that
@@ -63,7 +66,6 @@ struct Ledger {
     bounced: BTreeSet<String>,
     /// When each fault began, and its kind.
     faults: Vec<(Instant, usize)>,
-    /// When the component link was cut.
     /// When the component link was cut, and when the proxy let the
     /// gateway connect again.
     link_outages: Vec<(Instant, Instant)>,
@@ -109,6 +111,22 @@ impl Ledger {
         self.link_outages
             .iter()
             .any(|(cut, _)| at <= *cut && *cut - at <= CUT_WINDOW)
+    }
+
+    /// Whether `at` falls after a link cut and before the local server
+    /// closed the cut link, having read its end (`closed`, as the proxy
+    /// saw it): the server still routed into it then. The next link
+    /// carries nothing before that close (the server refuses a second
+    /// connection for the component with `conflict`).
+    fn while_the_server_held_a_cut_link(&self, at: Instant, closed: &[Instant]) -> bool {
+        self.link_outages.iter().any(|(cut, _)| {
+            *cut <= at
+                && closed
+                    .iter()
+                    .filter(|c| **c > *cut)
+                    .min()
+                    .is_some_and(|c| at < *c)
+        })
     }
 
     /// Whether the local server routed `id` into a cut link: a later
@@ -242,7 +260,7 @@ async fn main() -> Result<()> {
     let prosody = Prosody::start_options(&users, &options).await?;
     let foreign = FaultProxy::start(format!("127.0.0.1:{}", prosody.c2s).parse()?).await?;
     let link = FaultProxy::start(format!("127.0.0.1:{}", prosody.component).parse()?).await?;
-    link.record_clients();
+    link.record();
     let db = prosody.dir.path().join("pizzja.sqlite3");
     let mut config = prosody.gateway_config(&db, "");
     config.foreign_hosts.insert(FOREIGN.into(), foreign.addr);
@@ -372,6 +390,18 @@ async fn main() -> Result<()> {
     // What the local server wrote into the component link after a cut,
     // until it read the end: its ids are lost to XEP-0114.
     let written_into_cut_link = String::from_utf8_lossy(&link.written_after_cuts()).into_owned();
+    let closed_after_cuts = link.closed_after_cuts();
+    // What the local server wrote into links before they were cut.
+    let server_wrote: Vec<String> = link
+        .server_transcripts()
+        .iter()
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .collect();
+    let written_by_server = |id: &str| {
+        server_wrote
+            .iter()
+            .any(|t| t.contains(&format!("id='{id}'")))
+    };
     // What the gateway wrote to the local server, a connection each.
     let transcripts: Vec<String> = link
         .client_transcripts()
@@ -385,7 +415,9 @@ async fn main() -> Result<()> {
         .map(|(id, at)| {
             let at_cut = l.just_before_a_link_cut(*at)
                 || written_into_cut_link.contains(&format!("id='{id}'"))
-                || l.routed_into_a_cut_link(id);
+                || l.routed_into_a_cut_link(id)
+                || (l.while_the_server_held_a_cut_link(*at, &closed_after_cuts)
+                    && !written_by_server(id));
             (id, id.starts_with("alice") && at_cut)
         })
         .fold((vec![], vec![]), |(mut cut, mut other), (id, at_cut)| {
@@ -434,8 +466,12 @@ async fn main() -> Result<()> {
         .iter()
         .filter(|id| written_into_cut_link.contains(&format!("id='{id}'")))
         .count();
+    let before_the_server_closed = lost_at_cuts
+        .iter()
+        .filter(|id| l.while_the_server_held_a_cut_link(l.sent[**id], &closed_after_cuts))
+        .count();
     println!(
-        "  lost at component link cuts (XEP-0114 limit): {} ({into_cut_link} written by the local server into the cut link)",
+        "  lost at component link cuts (XEP-0114 limit): {} ({into_cut_link} written by the local server into the cut link, {before_the_server_closed} sent before it closed the cut link)",
         lost_at_cuts.len()
     );
     println!("  written again after component link cuts, so duplicated: {duplicated_at_cuts}");

@@ -422,7 +422,7 @@ async fn a_catch_up_stops_where_live_delivery_took_over() {
 
     // The reconnect's archive query waits in the proxy while bob writes
     // to the bound session, live.
-    s.proxy.record_clients();
+    s.proxy.record();
     s.proxy.hold_client_from("urn:xmpp:mam:2");
     s.proxy.set_mode(Mode::Pass);
     s.proxy
