@@ -29,6 +29,9 @@ const PAGE: usize = 100;
 /// message that the catch-up's page also holds).
 const REMEMBERED: usize = 512;
 
+/// How many earlier periods of live delivery a session remembers.
+const PERIODS: usize = 16;
+
 /// The id F's server gave a message it archived for F (XEP-0359: a
 /// `<stanza-id/>` whose `by` is F's bare JID; any other is a claim anyone
 /// could make).
@@ -168,18 +171,34 @@ pub fn is_own(message: &Element, account: &BareJid) -> bool {
 }
 
 /// What a session delivered: the ids it delivered last, to drop a message
-/// seen twice, and where live delivery took over since it last went down.
+/// seen twice, and the periods in which it received live.
 ///
 /// A catch-up reads the archive up to its end, and the archive's end moves
 /// on with what the session receives live meanwhile: busy, the archive
 /// holds more live messages after the gap than the session can remember.
-/// The first of them is where the catch-up stops: from there on, the
-/// session had it all live.
+/// The first message it received live since it went down is where the
+/// catch-up stops: from there on, the session had it all live. A catch-up
+/// cut short by the next gap starts again from where it had got to, behind
+/// the period the session was up in between: it skips that period, from
+/// its first message to its last, with a query from the last.
 #[derive(Debug, Default)]
 pub struct Seen {
     ids: VecDeque<String>,
-    first_live: Option<String>,
-    latest_live: Option<String>,
+    /// The first and last archived message received live in each earlier
+    /// period the session was up in, oldest first, at most [`PERIODS`].
+    periods: VecDeque<(String, String)>,
+    /// The same for the period it is up in now, since it received one.
+    current: Option<(String, String)>,
+}
+
+/// Where a catch-up reached a period of live delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reached {
+    /// The period the session is up in: the catch-up is done, and the
+    /// session's position is the last message received live.
+    Now(String),
+    /// An earlier period: the catch-up goes on after its last message.
+    Then(String),
 }
 
 impl Seen {
@@ -198,30 +217,37 @@ impl Seen {
     /// The session went down: what it receives next is live again from a
     /// new start.
     pub fn went_down(&mut self) {
-        self.first_live = None;
-        self.latest_live = None;
+        if let Some(period) = self.current.take() {
+            if self.periods.len() == PERIODS {
+                self.periods.pop_front();
+            }
+            self.periods.push_back(period);
+        }
     }
 
     /// The session received archived message `id` live, as it was sent
     /// (not a stored message handed over late, which carries a delay and
     /// may be older than the gap).
     pub fn live(&mut self, id: &str) {
-        if self.first_live.is_none() {
-            self.first_live = Some(id.to_string());
+        match &mut self.current {
+            Some((_, latest)) => *latest = id.to_string(),
+            None => self.current = Some((id.to_string(), id.to_string())),
         }
-        self.latest_live = Some(id.to_string());
     }
 
-    /// Whether a catch-up that reached `id` has reached live delivery.
-    pub fn reached_live(&self, id: &str) -> bool {
-        self.first_live.as_deref() == Some(id)
-    }
-
-    /// The last archived message received live since the session went
-    /// down: where a catch-up that reached live delivery leaves the
-    /// session's position.
-    pub fn latest_live(&self) -> Option<&str> {
-        self.latest_live.as_deref()
+    /// Whether a catch-up that reached `id` has reached a period of live
+    /// delivery, and which. Earlier periods up to that one are then behind
+    /// the session's position, and forgotten.
+    pub fn reached(&mut self, id: &str) -> Option<Reached> {
+        if let Some((first, latest)) = &self.current
+            && first == id
+        {
+            self.periods.clear();
+            return Some(Reached::Now(latest.clone()));
+        }
+        let at = self.periods.iter().position(|(first, _)| first == id)?;
+        let (_, latest) = self.periods.drain(..=at).next_back()?;
+        Some(Reached::Then(latest))
     }
 }
 
@@ -348,12 +374,37 @@ mod tests {
         let mut seen = Seen::default();
         seen.live("L0");
         seen.went_down();
-        assert!(!seen.reached_live("L0"), "before the gap");
-        assert_eq!(seen.latest_live(), None);
         seen.live("L1");
         seen.live("L2");
-        assert!(seen.reached_live("L1"));
-        assert!(!seen.reached_live("L2"));
-        assert_eq!(seen.latest_live(), Some("L2"));
+        assert_eq!(seen.reached("L2"), None, "within the period");
+        assert_eq!(seen.reached("L1"), Some(Reached::Now("L2".into())));
+        assert_eq!(seen.reached("L0"), None, "behind the position now");
+    }
+
+    #[test]
+    fn a_catch_up_skips_each_earlier_period_of_live_delivery_from_its_first_to_its_last() {
+        let mut seen = Seen::default();
+        for period in [["A1", "A2"], ["B1", "B2"], ["C1", "C2"]] {
+            for id in period {
+                seen.live(id);
+            }
+            seen.went_down();
+        }
+        assert_eq!(seen.reached("B1"), Some(Reached::Then("B2".into())));
+        assert_eq!(seen.reached("A1"), None, "behind B, forgotten");
+        assert_eq!(seen.reached("C1"), Some(Reached::Then("C2".into())));
+        seen.went_down();
+        assert_eq!(seen.reached("C1"), None, "a period counts once");
+    }
+
+    #[test]
+    fn a_session_remembers_a_bounded_number_of_periods() {
+        let mut seen = Seen::default();
+        for i in 0..=PERIODS {
+            seen.live(&format!("P{i}"));
+            seen.went_down();
+        }
+        assert_eq!(seen.reached("P0"), None, "the oldest is forgotten");
+        assert_eq!(seen.reached("P1"), Some(Reached::Then("P1".into())));
     }
 }

@@ -70,6 +70,8 @@ impl Account {
                 self.decide_internal(change(wit::SessionState::Online, Some(why)))
                     .await;
                 if rebound {
+                    // Queries asked on the stream before are never answered.
+                    self.catchups.retain(|_, q| q.session != session);
                     self.catch_up(&session).await;
                 }
             }
@@ -234,14 +236,21 @@ impl Account {
                     return true;
                 }
                 let seen = self.seen.entry(session.to_string()).or_default();
-                if seen.reached_live(&found.id) {
-                    // From here on the session had it all live.
-                    let position = seen.latest_live().unwrap_or(&found.id).to_string();
+                if let Some(reached) = seen.reached(&found.id) {
+                    // The session had it live from here: the rest of this
+                    // page is not asked again.
                     if let Some(q) = self.catchups.get_mut(&qid) {
                         q.done = true;
                     }
-                    debug!(local = %self.reg.local, session, id = %found.id, "the catch-up reached live delivery");
-                    self.keep_position(session, position);
+                    debug!(local = %self.reg.local, session, id = %found.id, ?reached, "the catch-up reached live delivery");
+                    match reached {
+                        archive::Reached::Now(latest) => self.keep_position(session, latest),
+                        archive::Reached::Then(latest) => {
+                            self.keep_position(session, latest.clone());
+                            self.ask_archive(session, archive::Purpose::CatchUp, latest)
+                                .await;
+                        }
+                    }
                     return true;
                 }
                 let fresh = seen.first_time(&found.id);

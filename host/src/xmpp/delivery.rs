@@ -191,7 +191,8 @@ impl<T: Tracked> Delivery<T> {
 
     /// The stream came back without its state (resumption failed): puts
     /// first in line, in order, F/A's last broadcast presence and the
-    /// stanzas the server never had, before what waited; returns how many,
+    /// stanzas the server never had (except the host's own archive
+    /// queries, asked afresh), before what waited; returns how many,
     /// and what failed, for its sender. Stanzas still queued in the stream
     /// go out by themselves.
     pub fn rebound(&mut self) -> (usize, Vec<(Outgoing, String)>) {
@@ -208,6 +209,7 @@ impl<T: Tracked> Delivery<T> {
             match f.token.outcome(f.sm) {
                 Outcome::Delivered => {}
                 Outcome::Failed(why) => failed.push((f.out, why)),
+                Outcome::Lost if asked_afresh(&f.out) => {}
                 Outcome::Lost => again.push(f.out),
                 Outcome::Pending => kept.push_back(f),
             }
@@ -242,6 +244,18 @@ impl<T: Tracked> Delivery<T> {
             .chain(self.waiting)
             .collect()
     }
+}
+
+/// The host's own archive query (XEP-0313): after a rebind the catch-up
+/// asks afresh from the kept position, and the answer to one from the lost
+/// stream would find no one waiting for it.
+fn asked_afresh(out: &Outgoing) -> bool {
+    out.origin.is_none()
+        && out.stanza.name() == "iq"
+        && out
+            .stanza
+            .get_child("query", crate::account::archive::NS_MAM)
+            .is_some()
 }
 
 #[cfg(test)]
@@ -333,6 +347,29 @@ mod tests {
         // Nothing is sent twice by a second rebind: only the presence again.
         d.rebound();
         assert_eq!(ids(&drain(&mut d)), ["p"]);
+    }
+
+    #[test]
+    fn the_host_s_own_archive_query_is_not_sent_again_after_a_rebind() {
+        let mut d = Delivery::new(8);
+        let query =
+            "<iq xmlns='jabber:client' type='set' id='q'><query xmlns='urn:xmpp:mam:2'/></iq>";
+        let own = Outgoing {
+            origin: None,
+            ..out(query)
+        };
+        let (t1, t2, t3) = (Fake::new(), Fake::new(), Fake::new());
+        d.sent(own, t1.clone(), true);
+        // A controller's own archive query is its, and goes out again.
+        d.sent(out(query), t2.clone(), true);
+        d.sent(message(1), t3.clone(), true);
+        for t in [&t1, &t2, &t3] {
+            t.set(Outcome::Lost);
+        }
+        assert_eq!(d.rebound().0, 2);
+        let again = drain(&mut d);
+        assert_eq!(ids(&again), ["q", "m1"]);
+        assert!(again[0].origin.is_some());
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //!   end, and the report says how many of these it saw.) Or a message sent
 //!   after the cut and before the server closed the cut link (the proxy
 //!   sees it close once it has read the end), which it still routed
-//!   there, and that the server wrote into no link that was not cut. Or a message sent in the [`CUT_WINDOW`] before a cut, on its
-//!   way over the link;
+//!   there, and that the proxy never passed on from the server. Or a
+//!   message sent in the [`CUT_WINDOW`] before a cut, on its way over the
+//!   link;
 //! - a contact's message that the gateway wrote once on each of two link
 //!   connections, the first cut before a ping confirmed it (the proxy
 //!   keeps what the gateway writes, a transcript a connection), and that
@@ -391,7 +392,7 @@ async fn main() -> Result<()> {
     // until it read the end: its ids are lost to XEP-0114.
     let written_into_cut_link = String::from_utf8_lossy(&link.written_after_cuts()).into_owned();
     let closed_after_cuts = link.closed_after_cuts();
-    // What the local server wrote into links before they were cut.
+    // What the proxy passed on from the local server, a connection each.
     let server_wrote: Vec<String> = link
         .server_transcripts()
         .iter()

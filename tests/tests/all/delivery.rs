@@ -462,6 +462,102 @@ async fn a_catch_up_stops_where_live_delivery_took_over() {
     s.stop().await;
 }
 
+/// A catch-up cut short by the next gap starts again from where it had got
+/// to, behind the period the session was up in between. It skips that
+/// period with a query from its last message, however long it was: each
+/// gap comes once, and nothing the session had live comes again.
+#[tokio::test]
+async fn a_catch_up_cut_short_by_the_next_gap_skips_what_came_live_in_between() {
+    const BUSY: usize = 600;
+    let mut s = setup().await;
+    let from = gw_jid("bob@foreign.test/pc");
+    let from_bob =
+        |e: &minidom::Element| e.name() == "message" && e.attr("from") == Some(from.as_str());
+    bob_writes(&mut s.bob, WORK, "live", 1).await;
+    s.phone.expect("the live message", from_bob).await;
+
+    s.proxy.set_mode(Mode::Refuse);
+    s.proxy.cut();
+    s.bob
+        .expect("me/Work's session ended by the server", |e| {
+            me_work(e, Some("unavailable"))
+        })
+        .await;
+    let first_gap = bob_writes(&mut s.bob, ME, "gap1", 3).await;
+
+    // The reconnect's archive query waits in the proxy while bob writes
+    // to the bound session, live; the next cut takes the query with it.
+    s.proxy.record();
+    s.proxy.hold_client_from("urn:xmpp:mam:2");
+    s.proxy.set_mode(Mode::Pass);
+    s.proxy
+        .wait_held("urn:xmpp:mam:2", WAIT * 2)
+        .await
+        .expect("the reconnect asks the archive");
+    s.bob
+        .expect("me/Work bound again", |e| me_work(e, None))
+        .await;
+    let busy = bob_writes(&mut s.bob, WORK, "busy", BUSY).await;
+    let live = next_from_bob(&mut s.phone, BUSY, "bob's live messages").await;
+    assert_eq!(bodies(&live), busy);
+    s.proxy.set_mode(Mode::Refuse);
+    s.proxy.cut();
+    s.bob
+        .expect("me/Work's session ended again", |e| {
+            me_work(e, Some("unavailable"))
+        })
+        .await;
+    let second_gap = bob_writes(&mut s.bob, ME, "gap2", 3).await;
+    s.proxy.set_mode(Mode::Pass);
+
+    let caught = next_from_bob(&mut s.phone, 6, "what bob wrote during the gaps").await;
+    assert_eq!(
+        bodies(&caught),
+        [first_gap, second_gap].concat(),
+        "each once, in order"
+    );
+    bob_writes(&mut s.bob, WORK, "after", 1).await;
+    let next = s.phone.expect("the next live message", from_bob).await;
+    assert_eq!(body(&next).as_deref(), Some("after-0"));
+    // Pages asked before after-0 was routed come back ahead of this ping's
+    // answer.
+    let ping = format!(
+        "<iq type='get' id='barrier' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+        gw_jid(FOREIGN)
+    );
+    s.phone.send(&ping).await;
+    s.phone
+        .expect("the ping's answer", |e| e.attr("id") == Some("barrier"))
+        .await;
+    let again: Vec<String> = s.phone.inbox().filter_map(body).collect();
+    assert!(again.is_empty(), "nothing twice: {again:?}");
+    // The held query, the catch-up from before the first gap, and the one
+    // from the end of the busy period; paging through it would take 12
+    // more.
+    let queries: usize = s
+        .proxy
+        .client_transcripts()
+        .iter()
+        .map(|t| String::from_utf8_lossy(t).matches("queryid=").count())
+        .sum();
+    let asked: Vec<String> = s
+        .proxy
+        .client_transcripts()
+        .iter()
+        .flat_map(|t| {
+            let t = String::from_utf8_lossy(t).into_owned();
+            t.match_indices("<query")
+                .map(|(i, _)| t[i..(i + 400).min(t.len())].to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        queries, 3,
+        "no page through what the session had live: {asked:#?}"
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn stanzas_sent_during_an_outage_wait_and_go_out_when_it_ends() {
     let mut s = setup().await;
