@@ -61,6 +61,61 @@ impl Setup {
             .expect("the batch is in flight");
     }
 
+    /// Bob writes to me/Work once and the phone receives it (so the session
+    /// has a position in the archive); then the foreign server is cut off
+    /// until it ends the session.
+    async fn live_then_cut_past_hibernation(&mut self) {
+        bob_writes(&mut self.bob, WORK, "live", 1).await;
+        next_from_bob(&mut self.phone, 1, "the live message").await;
+        self.cut_past_hibernation().await;
+    }
+
+    /// Cuts the foreign server off, refusing reconnects, until it ends the
+    /// session (bob sees me/Work go).
+    async fn cut_past_hibernation(&mut self) {
+        self.proxy.set_mode(Mode::Refuse);
+        self.proxy.cut();
+        self.bob
+            .expect("me/Work's session ended by the server", |e| {
+                me_work(e, Some("unavailable"))
+            })
+            .await;
+    }
+
+    /// Bob writes once more, and that is what the phone receives next.
+    async fn after_0_comes_next(&mut self) {
+        bob_writes(&mut self.bob, WORK, "after", 1).await;
+        let next = next_from_bob(&mut self.phone, 1, "the next live message").await;
+        assert_eq!(bodies(&next), ["after-0"], "nothing twice");
+    }
+
+    /// Once the gateway has answered a ping from the phone, nothing more
+    /// with a body has come: pages the gateway asked for before the ping
+    /// are answered ahead of it. Returns the archive queries the gateway
+    /// sent since [`FaultProxy::record`], each from its `queryid`.
+    async fn nothing_more_then_archive_queries(&mut self) -> Vec<String> {
+        let ping = format!(
+            "<iq type='get' id='barrier' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+            gw_jid(FOREIGN)
+        );
+        self.phone.send(&ping).await;
+        self.phone
+            .expect("the ping's answer", |e| e.attr("id") == Some("barrier"))
+            .await;
+        let again: Vec<String> = self.phone.inbox().filter_map(body).collect();
+        assert!(again.is_empty(), "nothing twice: {again:?}");
+        self.proxy
+            .client_transcripts()
+            .iter()
+            .flat_map(|t| {
+                let t = String::from_utf8_lossy(t).into_owned();
+                t.match_indices("queryid=")
+                    .map(|(i, _)| t[i..(i + 300).min(t.len())].to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// The phone hears that me/Work is gone.
     async fn phone_sees_work_gone(&mut self) -> minidom::Element {
         self.phone
@@ -358,20 +413,7 @@ async fn an_outage_longer_than_hibernation_resends_what_the_server_never_had_onc
 #[tokio::test]
 async fn a_message_that_beats_the_rebound_stream_s_reset_does_not_skip_the_gap() {
     let mut s = setup().await;
-    let from = gw_jid("bob@foreign.test/pc");
-    let from_bob =
-        |e: &minidom::Element| e.name() == "message" && e.attr("from") == Some(from.as_str());
-    // A live message first: the session knows where it is in the archive.
-    bob_writes(&mut s.bob, WORK, "live", 1).await;
-    s.phone.expect("the live message", from_bob).await;
-
-    s.proxy.set_mode(Mode::Refuse);
-    s.proxy.cut();
-    s.bob
-        .expect("me/Work's session ended by the server", |e| {
-            me_work(e, Some("unavailable"))
-        })
-        .await;
+    s.live_then_cut_past_hibernation().await;
     let missed = bob_writes(&mut s.bob, ME, "gap", 3).await;
 
     // The reconnect binds me/Work, and its `<enable/>` waits in the proxy:
@@ -390,9 +432,7 @@ async fn a_message_that_beats_the_rebound_stream_s_reset_does_not_skip_the_gap()
     // Ready: the catch-up starts where the session was before the gap.
     let caught = next_from_bob(&mut s.phone, missed.len(), "what bob wrote during the gap").await;
     assert_eq!(bodies(&caught), missed, "each once, in order");
-    bob_writes(&mut s.bob, WORK, "after", 1).await;
-    let next = s.phone.expect("the next live message", from_bob).await;
-    assert_eq!(body(&next).as_deref(), Some("after-0"), "nothing twice");
+    s.after_0_comes_next().await;
     s.stop().await;
 }
 
@@ -405,19 +445,7 @@ async fn a_message_that_beats_the_rebound_stream_s_reset_does_not_skip_the_gap()
 async fn a_catch_up_stops_where_live_delivery_took_over() {
     const BUSY: usize = 150;
     let mut s = setup().await;
-    let from = gw_jid("bob@foreign.test/pc");
-    let from_bob =
-        |e: &minidom::Element| e.name() == "message" && e.attr("from") == Some(from.as_str());
-    bob_writes(&mut s.bob, WORK, "live", 1).await;
-    s.phone.expect("the live message", from_bob).await;
-
-    s.proxy.set_mode(Mode::Refuse);
-    s.proxy.cut();
-    s.bob
-        .expect("me/Work's session ended by the server", |e| {
-            me_work(e, Some("unavailable"))
-        })
-        .await;
+    s.live_then_cut_past_hibernation().await;
     let missed = bob_writes(&mut s.bob, ME, "gap", 3).await;
 
     // The reconnect's archive query waits in the proxy while bob writes
@@ -436,29 +464,15 @@ async fn a_catch_up_stops_where_live_delivery_took_over() {
 
     let caught = next_from_bob(&mut s.phone, missed.len(), "what bob wrote during the gap").await;
     assert_eq!(bodies(&caught), missed, "each once, in order");
-    bob_writes(&mut s.bob, WORK, "after", 1).await;
-    let next = s.phone.expect("the next live message", from_bob).await;
-    assert_eq!(body(&next).as_deref(), Some("after-0"));
     // The archive answered the query before it routed after-0, so a next
-    // page, if the gateway asked for one, left ahead of this ping and its
-    // results came back ahead of the answer.
-    let ping = format!(
-        "<iq type='get' id='barrier' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
-        gw_jid(FOREIGN)
+    // page, if the gateway asked for one, left before after-0 came.
+    s.after_0_comes_next().await;
+    let queries = s.nothing_more_then_archive_queries().await;
+    assert_eq!(
+        queries.len(),
+        1,
+        "one page, and no page past live delivery: {queries:#?}"
     );
-    s.phone.send(&ping).await;
-    s.phone
-        .expect("the ping's answer", |e| e.attr("id") == Some("barrier"))
-        .await;
-    let again: Vec<String> = s.phone.inbox().filter_map(body).collect();
-    assert!(again.is_empty(), "nothing twice: {again:?}");
-    let queries: usize = s
-        .proxy
-        .client_transcripts()
-        .iter()
-        .map(|t| String::from_utf8_lossy(t).matches("queryid=").count())
-        .sum();
-    assert_eq!(queries, 1, "one page, and no page past live delivery");
     s.stop().await;
 }
 
@@ -470,19 +484,7 @@ async fn a_catch_up_stops_where_live_delivery_took_over() {
 async fn a_catch_up_cut_short_by_the_next_gap_skips_what_came_live_in_between() {
     const BUSY: usize = 150;
     let mut s = setup().await;
-    let from = gw_jid("bob@foreign.test/pc");
-    let from_bob =
-        |e: &minidom::Element| e.name() == "message" && e.attr("from") == Some(from.as_str());
-    bob_writes(&mut s.bob, WORK, "live", 1).await;
-    s.phone.expect("the live message", from_bob).await;
-
-    s.proxy.set_mode(Mode::Refuse);
-    s.proxy.cut();
-    s.bob
-        .expect("me/Work's session ended by the server", |e| {
-            me_work(e, Some("unavailable"))
-        })
-        .await;
+    s.live_then_cut_past_hibernation().await;
     let first_gap = bob_writes(&mut s.bob, ME, "gap1", 3).await;
 
     // The reconnect's archive query waits in the proxy while bob writes
@@ -500,13 +502,7 @@ async fn a_catch_up_cut_short_by_the_next_gap_skips_what_came_live_in_between() 
     let busy = bob_writes(&mut s.bob, WORK, "busy", BUSY).await;
     let live = next_from_bob(&mut s.phone, BUSY, "bob's live messages").await;
     assert_eq!(bodies(&live), busy);
-    s.proxy.set_mode(Mode::Refuse);
-    s.proxy.cut();
-    s.bob
-        .expect("me/Work's session ended again", |e| {
-            me_work(e, Some("unavailable"))
-        })
-        .await;
+    s.cut_past_hibernation().await;
     let second_gap = bob_writes(&mut s.bob, ME, "gap2", 3).await;
     s.proxy.set_mode(Mode::Pass);
 
@@ -516,43 +512,14 @@ async fn a_catch_up_cut_short_by_the_next_gap_skips_what_came_live_in_between() 
         [first_gap, second_gap].concat(),
         "each once, in order"
     );
-    bob_writes(&mut s.bob, WORK, "after", 1).await;
-    let next = s.phone.expect("the next live message", from_bob).await;
-    assert_eq!(body(&next).as_deref(), Some("after-0"));
-    // Pages asked before after-0 was routed come back ahead of this ping's
-    // answer.
-    let ping = format!(
-        "<iq type='get' id='barrier' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
-        gw_jid(FOREIGN)
-    );
-    s.phone.send(&ping).await;
-    s.phone
-        .expect("the ping's answer", |e| e.attr("id") == Some("barrier"))
-        .await;
-    let again: Vec<String> = s.phone.inbox().filter_map(body).collect();
-    assert!(again.is_empty(), "nothing twice: {again:?}");
+    s.after_0_comes_next().await;
     // The held query, the catch-up from before the first gap, and the one
     // from the end of the busy period; paging through it would take more.
-    let queries: usize = s
-        .proxy
-        .client_transcripts()
-        .iter()
-        .map(|t| String::from_utf8_lossy(t).matches("queryid=").count())
-        .sum();
-    let asked: Vec<String> = s
-        .proxy
-        .client_transcripts()
-        .iter()
-        .flat_map(|t| {
-            let t = String::from_utf8_lossy(t).into_owned();
-            t.match_indices("<query")
-                .map(|(i, _)| t[i..(i + 400).min(t.len())].to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let queries = s.nothing_more_then_archive_queries().await;
     assert_eq!(
-        queries, 3,
-        "no page through what the session had live: {asked:#?}"
+        queries.len(),
+        3,
+        "no page through what the session had live: {queries:#?}"
     );
     s.stop().await;
 }
